@@ -1,0 +1,2 @@
+//! hallpass block lists (pending).
+#![forbid(unsafe_code)]

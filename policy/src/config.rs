@@ -1,0 +1,1 @@
+//! The main configuration file, `hallpass.toml` (pending).

@@ -1,0 +1,1 @@
+//! Raw serde model of a policy file (pending).

@@ -1,0 +1,2 @@
+//! The `hallpass` command.
+fn main() {}
