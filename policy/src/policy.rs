@@ -133,6 +133,12 @@ impl Policy {
         let _ = (group, url, lists);
         todo!()
     }
+    /// The group a client address maps to through `[[subnets]]`, if any
+    /// (most specific CIDR wins). Used only where no login identifies the person.
+    pub fn group_for_ip(&self, ip: std::net::IpAddr) -> Option<GroupId> {
+        let _ = ip;
+        todo!()
+    }
     /// Whether an allowed HTTPS request to this host is intercepted (false for the
     /// `[no_intercept]` hosts and categories: spliced, decided by name only).
     pub fn intercept(&self, host: &CanonicalHost, mask: ListMask) -> bool {
