@@ -1,13 +1,18 @@
 //! Policy snapshots: load, compile and hold one consistent view of the
 //! configuration, the policy and the compiled lists.
 //!
-//! In: the path of `hallpass.toml`. Out: a [`Snapshot`]. Each request loads
-//! exactly one snapshot, so a reload never mixes old and new rules.
-//! (Loader implementation in progress; the signatures are the contract.)
+//! In: the path of `hallpass.toml`. Out: a [`Snapshot`], or every problem found
+//! (`file:line:col: message`). Each request loads exactly one snapshot, so a reload
+//! never mixes old and new rules.
+//!
+//! Relative paths in `hallpass.toml` resolve against the folder of that file, so
+//! the shipped config works from any working directory. Every list entry goes
+//! through [`policy::host::canonicalize`], the same function requests go through.
 use std::path::{Path, PathBuf};
 
-use policy::config::Config;
-use policy::{CanonicalUrl, ListEntryHit, ListLookup, ListMask, Policy};
+use blocklists::{Builder, LineProblem, Matcher};
+use policy::config::{Config, ListFormat};
+use policy::{CanonicalUrl, ListEntryHit, ListId, ListLookup, ListMask, Location, Policy, Problems};
 
 /// One consistent view of configuration, policy and lists.
 pub struct Snapshot {
@@ -15,27 +20,53 @@ pub struct Snapshot {
     pub config: Config,
     /// The folder `hallpass.toml` is in (relative paths resolve against it).
     pub config_dir: PathBuf,
+    /// The policy file that was loaded.
+    pub policy_path: PathBuf,
     /// The compiled policy.
     pub policy: Policy,
     /// The compiled lists the policy references.
     pub lists: Lists,
+    /// Bad lines found in third-party lists: skipped when serving, refused by `check`.
+    pub list_problems: Vec<LineProblem>,
     /// Increases by one on every successful load.
     pub generation: u64,
 }
 
+impl Snapshot {
+    /// Resolves a path from `hallpass.toml` against the file's folder.
+    pub fn resolve(&self, path: &Path) -> PathBuf {
+        self.config_dir.join(path)
+    }
+}
+
 /// The compiled lists, as the policy sees them.
 pub struct Lists {
-    _pending: (),
+    matcher: Matcher,
+}
+
+impl Lists {
+    /// The compiled matcher (for statistics).
+    pub fn matcher(&self) -> &Matcher {
+        &self.matcher
+    }
 }
 
 impl ListLookup for Lists {
     fn lookup(&self, url: &CanonicalUrl) -> ListMask {
-        let _ = (&self._pending, url);
-        todo!()
+        let host = url.host().as_str();
+        match url.query() {
+            // Most requests have no query: avoid building a string on the hot path.
+            None => self.matcher.lookup(host, url.path()),
+            Some(_) => self.matcher.lookup(host, &url.path_and_query()),
+        }
     }
+
     fn matched_entries(&self, url: &CanonicalUrl) -> Vec<ListEntryHit> {
-        let _ = url;
-        todo!()
+        self.matcher
+            .matched_entries(url.host().as_str(), &url.path_and_query())
+            .into_iter()
+            .map(|(id, entry)| ListEntryHit { list: ListId(id), entry })
+            .collect()
     }
 }
 
@@ -55,8 +86,81 @@ pub enum LoadError {
     Invalid(policy::Problems),
 }
 
+fn read(path: &Path) -> Result<String, LoadError> {
+    std::fs::read_to_string(path).map_err(|source| LoadError::Io { path: path.to_path_buf(), source })
+}
+
+/// The canonicaliser handed to the list loader: the one requests go through.
+pub fn canonical_host_text(host: &str) -> Result<String, String> {
+    policy::host::canonicalize(host).map(|h| h.as_str().to_owned()).map_err(|e| e.to_string())
+}
+
 /// Loads and compiles everything `config_path` names.
 pub fn load(config_path: &Path, generation: u64) -> Result<Snapshot, LoadError> {
-    let _ = (config_path, generation);
-    todo!()
+    let config_text = read(config_path)?;
+    let config = Config::parse(&config_path.display().to_string(), &config_text).map_err(LoadError::Invalid)?;
+    let config_dir = config_path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let policy_path = config_dir.join(&config.policy);
+    let policy_text = read(&policy_path)?;
+    let policy = Policy::compile(&policy_path.display().to_string(), &policy_text).map_err(LoadError::Invalid)?;
+    let (matcher, list_problems) = compile_lists(&config, &config_dir, &policy)?;
+    let lists = Lists { matcher };
+    let problems = policy.check_against_lists(&lists);
+    if !problems.is_empty() {
+        return Err(LoadError::Invalid(problems));
+    }
+    Ok(Snapshot { config, config_dir, policy_path, policy, lists, list_problems, generation })
+}
+
+/// Compiles every list the policy references into one matcher.
+fn compile_lists(config: &Config, config_dir: &Path, policy: &Policy) -> Result<(Matcher, Vec<LineProblem>), LoadError> {
+    let canon = canonical_host_text;
+    let mut builder = Builder::new(&canon);
+    let mut problems = Problems::default();
+    let mut line_problems = Vec::new();
+    for list in policy.lists() {
+        let Some(source) = config.lists.get(&*list.source) else {
+            let known: Vec<&str> = config.lists.keys().map(String::as_str).collect();
+            problems.push(
+                list.at.clone(),
+                format!("unknown list source `{}` in `{}`: sources in {} are {}", list.source, list.name, config.file, known.join(", ")),
+            );
+            continue;
+        };
+        let base = config_dir.join(&source.path);
+        let result = match source.format {
+            ListFormat::Squidguard => {
+                let dir = base.join(&*list.list);
+                if !dir.is_dir() {
+                    problems.push(list.at.clone(), format!("list `{}` not found: no folder {}", list.name, dir.display()));
+                    continue;
+                }
+                builder.add_squidguard_dir(list.id.0, &dir)
+            }
+            ListFormat::Hosts => match blocklists::formats::find_list_file(&base, &list.list) {
+                Ok(Some(file)) => builder.add_hosts_file(list.id.0, &file),
+                Ok(None) => {
+                    problems.push(
+                        list.at.clone(),
+                        format!("list `{}` not found: no file {}", list.name, base.join(&*list.list).display()),
+                    );
+                    continue;
+                }
+                Err(e) => Err(e),
+            },
+        };
+        match result {
+            Ok(report) => line_problems.extend(report.problems),
+            Err(e) => problems.push(list.at.clone(), format!("list `{}`: {e}", list.name)),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(LoadError::Invalid(problems));
+    }
+    let matcher = builder.build().map_err(|e| {
+        let mut p = Problems::default();
+        p.push(Location::file_start(&policy.file().into()), format!("compiling lists: {e}"));
+        LoadError::Invalid(p)
+    })?;
+    Ok((matcher, line_problems))
 }
