@@ -1,2 +1,51 @@
-//! The `hallpass` command.
-fn main() {}
+//! `hallpass`: a filtering web proxy for schools.
+//!
+//! This binary is wiring only: each subcommand parses its arguments, calls the
+//! library crates (`policy`, `blocklists`, `proxy`) and prints. Exit codes: 0 ok,
+//! 1 a problem was found, 2 a usage error.
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod check;
+mod explain;
+mod lists;
+
+/// A filtering web proxy for schools.
+#[derive(Parser)]
+#[command(name = "hallpass", version, about, propagate_version = true)]
+struct Cli {
+    /// The main configuration file.
+    #[arg(short, long, global = true, env = "HALLPASS_CONFIG", default_value = "config/hallpass.toml")]
+    config: PathBuf,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate the configuration, the policy and every list, and run the policy's [[test]]s.
+    Check(check::Args),
+    /// Show the verdict for a URL and why: every precedence step and the policy line that decided.
+    Explain(explain::Args),
+    /// Show the loaded lists, or import a third-party list tree.
+    Lists(lists::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Check(args) => check::run(&cli.config, args),
+        Command::Explain(args) => explain::run(&cli.config, args),
+        Command::Lists(args) => lists::run(&cli.config, args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("hallpass: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

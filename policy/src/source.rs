@@ -72,6 +72,10 @@ impl Problems {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+    /// Sorts problems by file, line and column, so they read top to bottom.
+    pub fn sort(&mut self) {
+        self.0.sort_by(|a, b| (&a.at.file, a.at.line, a.at.col).cmp(&(&b.at.file, b.at.line, b.at.col)));
+    }
     /// `Ok(value)` when nothing was recorded, otherwise every problem.
     pub fn into_result<T>(self, value: T) -> Result<T, Problems> {
         if self.0.is_empty() { Ok(value) } else { Err(self) }

@@ -1,0 +1,83 @@
+//! `hallpass explain --as WHO URL`: the verdict and every precedence step.
+use std::path::Path;
+use std::process::ExitCode;
+
+use policy::CanonicalUrl;
+use serde_json::json;
+
+/// Arguments of `hallpass explain`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Who is browsing: a group name (e.g. `year5`).
+    #[arg(long = "as", value_name = "WHO")]
+    who: String,
+    /// The URL to decide (`http://` or `https://`).
+    url: String,
+    /// Print machine-readable JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(config: &Path, args: Args) -> anyhow::Result<ExitCode> {
+    let url = match CanonicalUrl::parse(&args.url) {
+        Ok(u) => u,
+        Err(e) => {
+            eprintln!("hallpass: cannot explain `{}`: {e}", args.url);
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let snap = proxy::snapshot::load(config, 1)?;
+    let policy = &snap.policy;
+    let Some(group) = policy.group_id(&args.who) else {
+        let known: Vec<&str> = policy.groups().iter().map(|g| &*g.name).collect();
+        eprintln!("hallpass: unknown user or group `{}`: known groups are {}", args.who, known.join(", "));
+        return Ok(ExitCode::from(2));
+    };
+    let e = policy.explain(group, &url, &snap.lists);
+    let v = &e.verdict;
+    if args.json {
+        let out = json!({
+            "verdict": v.action.as_str(),
+            "who": args.who,
+            "group": e.group,
+            "band": e.band,
+            "rule": v.rank.as_str(),
+            "category": v.category.as_deref(),
+            "service": v.service.as_deref(),
+            "matched": v.matched.as_deref(),
+            "source": v.rule.to_string(),
+            "reason": &*v.reason,
+            "url": url.to_string(),
+            "lists": e.list_entries.iter().map(|(l, entry)| json!({"list": l, "entry": entry})).collect::<Vec<_>>(),
+            "steps": e.steps.iter().map(|s| json!({"rule": s.rank.as_str(), "matched": s.matched, "detail": s.detail})).collect::<Vec<_>>(),
+        });
+        println!("{out:#}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{}  {url}", v.action.as_str().to_uppercase());
+    println!("  who:      {} (group {}, band {})", args.who, e.group, e.band);
+    println!("  rule:     {} (rank {})", v.rank, v.rank as u8);
+    if let Some(c) = &v.category {
+        println!("  category: {c}");
+    }
+    if let Some(s) = &v.service {
+        println!("  service:  {s}");
+    }
+    if let Some(m) = &v.matched {
+        println!("  matched:  {m}");
+    }
+    println!("  source:   {}", v.rule);
+    println!("  reason:   {}", v.reason);
+    if !e.list_entries.is_empty() {
+        println!("lists containing it:");
+        for (list, entry) in &e.list_entries {
+            println!("  {list}: {entry}");
+        }
+    }
+    println!("steps (first match decides):");
+    for s in &e.steps {
+        let mark = if s.matched { "match" } else { "-" };
+        println!("  {} {:<9} {:<5} {}", s.rank as u8, s.rank.as_str(), mark, s.detail);
+    }
+    Ok(ExitCode::SUCCESS)
+}
