@@ -1,0 +1,259 @@
+//! The [`Builder`]: list files and texts in, a compiled [`Matcher`] out.
+//!
+//! Takes any number of lists, each under a list id (`0..128`), and the
+//! canonicaliser every host part goes through. Returns a [`LoadReport`] per file
+//! or text, and finally a [`Matcher`]. Refuses list ids of 128 or more, unreadable
+//! files, and (per line, reported and skipped) entries the canonicaliser or the
+//! expression compiler refuses. The same entry in several lists, or twice in one
+//! list, is stored once with the lists' masks OR-ed together.
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use crate::domain_table::{DomainTable, fingerprint};
+use crate::expressions::{Expressions, check_expression};
+use crate::formats::{
+    UrlEntry, find_list_file, numbered_lines, parse_domain_line, parse_hosts_line, parse_url_line,
+    read_list_file,
+};
+use crate::url_prefixes::UrlPrefixes;
+use crate::{
+    Canonicalize, LineProblem, ListCounts, ListError, LoadReport, MAX_LISTS, Mask, Matcher,
+    mask_ids,
+};
+
+/// Collects lists, then compiles them into a [`Matcher`].
+///
+/// Defaults: no lists. Loading is single-threaded and allocation-light: domain
+/// entries are kept as 64-bit fingerprints from the start, never as strings.
+pub struct Builder<'a> {
+    canon: Canonicalize<'a>,
+    domains: Vec<(u64, Mask)>,
+    urls: BTreeMap<UrlEntry, Mask>,
+    expressions: BTreeMap<String, Mask>,
+    /// A text method was given a bad list id; `build` reports it.
+    bad_id: Option<u8>,
+}
+
+impl std::fmt::Debug for Builder<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Builder")
+            .field("domains", &self.domains.len())
+            .field("urls", &self.urls.len())
+            .field("expressions", &self.expressions.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn problem(source: &str, line: u32, message: String) -> LineProblem {
+    LineProblem {
+        file: source.to_string(),
+        line,
+        message,
+    }
+}
+
+fn check_id(id: u8) -> Result<Mask, ListError> {
+    if usize::from(id) < MAX_LISTS {
+        Ok(1 << id)
+    } else {
+        Err(ListError::ListIdOutOfRange { id })
+    }
+}
+
+impl<'a> Builder<'a> {
+    /// An empty builder whose entries go through `canon`.
+    pub fn new(canon: Canonicalize<'a>) -> Self {
+        Builder {
+            canon,
+            domains: Vec::new(),
+            urls: BTreeMap::new(),
+            expressions: BTreeMap::new(),
+            bad_id: None,
+        }
+    }
+
+    /// The bit for `id`, or 0 (and a deferred error) when it is out of range.
+    fn bit(&mut self, id: u8) -> Mask {
+        match check_id(id) {
+            Ok(bit) => bit,
+            Err(_) => {
+                self.bad_id.get_or_insert(id);
+                0
+            }
+        }
+    }
+
+    /// Loads a UT1 / squidGuard category folder: `domains`, `urls` and
+    /// `expressions`, each optional, each possibly gzip-compressed as
+    /// `<name>.gz`. Other files (`usage`, `very_restrictive_expression`) are
+    /// ignored, as squidGuard does.
+    ///
+    /// Errors: `id` out of range, the folder unreadable, a file unreadable or
+    /// both `<name>` and `<name>.gz` present.
+    pub fn add_squidguard_dir(&mut self, id: u8, dir: &Path) -> Result<LoadReport, ListError> {
+        check_id(id)?;
+        std::fs::read_dir(dir).map_err(|source| ListError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let mut report = LoadReport::default();
+        if let Some(path) = find_list_file(dir, "domains")? {
+            let text = read_list_file(&path)?;
+            report.merge(self.add_domains_text(id, &path.display().to_string(), &text));
+        }
+        if let Some(path) = find_list_file(dir, "urls")? {
+            let text = read_list_file(&path)?;
+            report.merge(self.add_urls_text(id, &path.display().to_string(), &text));
+        }
+        if let Some(path) = find_list_file(dir, "expressions")? {
+            let text = read_list_file(&path)?;
+            report.merge(self.add_expressions_text(id, &path.display().to_string(), &text));
+        }
+        Ok(report)
+    }
+
+    /// Loads a hosts file (possibly `.gz`). See [`Builder::add_hosts_text`].
+    pub fn add_hosts_file(&mut self, id: u8, path: &Path) -> Result<LoadReport, ListError> {
+        check_id(id)?;
+        let text = read_list_file(path)?;
+        Ok(self.add_hosts_text(id, &path.display().to_string(), &text))
+    }
+
+    /// Loads `domains` text: one domain or IP address per line. A domain matches
+    /// itself and every subdomain; an IP address matches only itself.
+    pub fn add_domains_text(&mut self, id: u8, source: &str, text: &str) -> LoadReport {
+        let bit = self.bit(id);
+        let mut report = LoadReport::default();
+        for (number, line) in numbered_lines(text) {
+            match parse_domain_line(line, self.canon) {
+                None => {}
+                Some(Ok(name)) => {
+                    self.domains.push((fingerprint(&name), bit));
+                    report.entries += 1;
+                }
+                Some(Err(message)) => report.problems.push(problem(source, number, message)),
+            }
+        }
+        report
+    }
+
+    /// Loads `urls` text: one `host/path` prefix per line (see
+    /// [`crate::formats::parse_url_line`]).
+    pub fn add_urls_text(&mut self, id: u8, source: &str, text: &str) -> LoadReport {
+        let bit = self.bit(id);
+        let mut report = LoadReport::default();
+        for (number, line) in numbered_lines(text) {
+            match parse_url_line(line, self.canon) {
+                None => {}
+                Some(Ok(entry)) => {
+                    *self.urls.entry(entry).or_default() |= bit;
+                    report.entries += 1;
+                }
+                Some(Err(message)) => report.problems.push(problem(source, number, message)),
+            }
+        }
+        report
+    }
+
+    /// Loads `expressions` text: one regular expression per line. An invalid
+    /// expression, or one over [`crate::EXPRESSION_SIZE_LIMIT`], is a problem
+    /// and skipped. Lines starting with `#` are comments.
+    pub fn add_expressions_text(&mut self, id: u8, source: &str, text: &str) -> LoadReport {
+        let bit = self.bit(id);
+        let mut report = LoadReport::default();
+        for (number, line) in numbered_lines(text) {
+            let pattern = line.trim();
+            if pattern.is_empty() || pattern.starts_with('#') {
+                continue;
+            }
+            if let Some(mask) = self.expressions.get_mut(pattern) {
+                *mask |= bit;
+                report.entries += 1;
+                continue;
+            }
+            match check_expression(pattern) {
+                Ok(()) => {
+                    self.expressions.insert(pattern.to_string(), bit);
+                    report.entries += 1;
+                }
+                Err(message) => report.problems.push(problem(source, number, message)),
+            }
+        }
+        report
+    }
+
+    /// Loads hosts-file text (see [`crate::formats::parse_hosts_line`]): every
+    /// name mapped to a block address is a domain entry; the localhost preamble
+    /// is not.
+    pub fn add_hosts_text(&mut self, id: u8, source: &str, text: &str) -> LoadReport {
+        let bit = self.bit(id);
+        let mut report = LoadReport::default();
+        for (number, line) in numbered_lines(text) {
+            match parse_hosts_line(line, self.canon) {
+                Ok(names) => {
+                    for name in names {
+                        match name {
+                            Ok(name) => {
+                                self.domains.push((fingerprint(&name), bit));
+                                report.entries += 1;
+                            }
+                            Err(message) => report.problems.push(problem(source, number, message)),
+                        }
+                    }
+                }
+                Err(message) => report.problems.push(problem(source, number, message)),
+            }
+        }
+        report
+    }
+
+    /// Compiles everything loaded into a [`Matcher`].
+    ///
+    /// Errors: a list id of 128 or more was given to a text method, more than
+    /// 2^16 distinct list combinations, or the expressions too large together.
+    pub fn build(self) -> Result<Matcher, ListError> {
+        if let Some(id) = self.bad_id {
+            return Err(ListError::ListIdOutOfRange { id });
+        }
+        let domains = DomainTable::build(self.domains)?;
+        let urls = UrlPrefixes::build(self.urls)?;
+        let expressions = Expressions::build(self.expressions.into_iter().collect())?;
+        let counts = count_lists(&domains, &urls, &expressions);
+        Ok(Matcher::new(domains, urls, expressions, counts))
+    }
+}
+
+/// Per-list distinct entry counts, for every list id that has any entry.
+fn count_lists(
+    domains: &DomainTable,
+    urls: &UrlPrefixes,
+    expressions: &Expressions,
+) -> Vec<ListCounts> {
+    let mut counts: Vec<ListCounts> = (0..MAX_LISTS)
+        .map(|id| ListCounts {
+            id: id as u8,
+            ..ListCounts::default()
+        })
+        .collect();
+    // Count per distinct mask first: a million entries share a few hundred masks.
+    let mut per_mask: std::collections::HashMap<Mask, [usize; 3]> = Default::default();
+    for mask in domains.masks() {
+        per_mask.entry(mask).or_default()[0] += 1;
+    }
+    for mask in urls.masks() {
+        per_mask.entry(mask).or_default()[1] += 1;
+    }
+    for mask in expressions.masks() {
+        per_mask.entry(mask).or_default()[2] += 1;
+    }
+    for (mask, [d, u, e]) in per_mask {
+        for id in mask_ids(mask) {
+            let c = &mut counts[usize::from(id)];
+            c.domains += d;
+            c.urls += u;
+            c.expressions += e;
+        }
+    }
+    counts.retain(|c| c.domains + c.urls + c.expressions > 0);
+    counts
+}
