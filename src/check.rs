@@ -39,7 +39,10 @@ pub fn run(config: &Path, args: Args) -> anyhow::Result<ExitCode> {
                 Some(r) => format!("{} ({r})", o.test.expect),
                 None => o.test.expect.to_string(),
             };
-            problems.push(format!("{}: test failed: {} as {}: expected {want}, got {got}", o.test.at, o.test.url, o.test.group));
+            problems.push(format!(
+                "{}: test failed: {} as {}: expected {want}, got {got}",
+                o.test.at, o.test.url, o.test.group
+            ));
         }
         tests.push(json!({"url": o.test.url, "group": o.test.group, "passed": o.passed, "got": got, "source": o.test.at.to_string()}));
     }
@@ -53,8 +56,17 @@ pub fn run(config: &Path, args: Args) -> anyhow::Result<ExitCode> {
         m.domain_count(),
         outcomes.len()
     );
-    report(args.json, &problems, &tests, problems.is_empty().then_some(summary));
-    Ok(if problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    report(
+        args.json,
+        &problems,
+        &tests,
+        problems.is_empty().then_some(summary),
+    );
+    Ok(if problems.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn report(json: bool, problems: &[String], tests: &[serde_json::Value], summary: Option<String>) {
@@ -68,6 +80,10 @@ fn report(json: bool, problems: &[String], tests: &[serde_json::Value], summary:
     }
     match summary {
         Some(s) => println!("{s}"),
-        None => eprintln!("{} problem{} found", problems.len(), if problems.len() == 1 { "" } else { "s" }),
+        None => eprintln!(
+            "{} problem{} found",
+            problems.len(),
+            if problems.len() == 1 { "" } else { "s" }
+        ),
     }
 }

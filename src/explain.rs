@@ -30,7 +30,11 @@ pub fn run(config: &Path, args: Args) -> anyhow::Result<ExitCode> {
     let policy = &snap.policy;
     let Some(group) = policy.group_id(&args.who) else {
         let known: Vec<&str> = policy.groups().iter().map(|g| &*g.name).collect();
-        eprintln!("hallpass: unknown user or group `{}`: known groups are {}", args.who, known.join(", "));
+        eprintln!(
+            "hallpass: unknown user or group `{}`: known groups are {}",
+            args.who,
+            known.join(", ")
+        );
         return Ok(ExitCode::from(2));
     };
     let e = policy.explain(group, &url, &snap.lists);
@@ -55,7 +59,10 @@ pub fn run(config: &Path, args: Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     println!("{}  {url}", v.action.as_str().to_uppercase());
-    println!("  who:      {} (group {}, band {})", args.who, e.group, e.band);
+    println!(
+        "  who:      {} (group {}, band {})",
+        args.who, e.group, e.band
+    );
     println!("  rule:     {} (rank {})", v.rank, v.rank as u8);
     if let Some(c) = &v.category {
         println!("  category: {c}");
@@ -77,7 +84,13 @@ pub fn run(config: &Path, args: Args) -> anyhow::Result<ExitCode> {
     println!("steps (first match decides):");
     for s in &e.steps {
         let mark = if s.matched { "match" } else { "-" };
-        println!("  {} {:<9} {:<5} {}", s.rank as u8, s.rank.as_str(), mark, s.detail);
+        println!(
+            "  {} {:<9} {:<5} {}",
+            s.rank as u8,
+            s.rank.as_str(),
+            mark,
+            s.detail
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

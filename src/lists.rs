@@ -46,13 +46,21 @@ enum ImportFormat {
 pub fn run(config: &Path, args: Args) -> anyhow::Result<ExitCode> {
     match args.command {
         None => show(config, args.json),
-        Some(ListsCommand::Import { format, from, to, categories }) => {
+        Some(ListsCommand::Import {
+            format,
+            from,
+            to,
+            categories,
+        }) => {
             let canon = canonical_host_text;
             let files: Vec<FileReport> = match format {
                 ImportFormat::Squidguard => {
                     let names: Vec<&str> = categories.iter().map(String::as_str).collect();
                     let only = (!names.is_empty()).then_some(names.as_slice());
-                    import::import_squidguard_tree(&from, &to, only, &canon)?.into_iter().flat_map(|c| c.files).collect()
+                    import::import_squidguard_tree(&from, &to, only, &canon)?
+                        .into_iter()
+                        .flat_map(|c| c.files)
+                        .collect()
                 }
                 ImportFormat::Hosts => vec![import::import_hosts_file(&from, &to, &canon)?],
             };
@@ -65,14 +73,19 @@ pub fn run(config: &Path, args: Args) -> anyhow::Result<ExitCode> {
                 println!(
                     "{} -> {}: {} written, {} duplicates, {} covered by a parent domain, {} skipped",
                     f.source.display(),
-                    f.output.as_deref().map_or("(empty)".into(), |p| p.display().to_string()),
+                    f.output
+                        .as_deref()
+                        .map_or("(empty)".into(), |p| p.display().to_string()),
                     f.written,
                     f.duplicates,
                     f.covered,
                     f.problems.len()
                 );
             }
-            println!("imported {} files; {skipped} bad lines skipped", files.len());
+            println!(
+                "imported {} files; {skipped} bad lines skipped",
+                files.len()
+            );
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -83,7 +96,11 @@ fn show(config: &Path, json: bool) -> anyhow::Result<ExitCode> {
     let counts = snap.lists.matcher().list_counts();
     let mut rows = Vec::new();
     for list in snap.policy.lists() {
-        let c = counts.iter().find(|c| c.id == list.id.0).cloned().unwrap_or_default();
+        let c = counts
+            .iter()
+            .find(|c| c.id == list.id.0)
+            .cloned()
+            .unwrap_or_default();
         let source = &snap.config.lists[&*list.source];
         let base = snap.resolve(&source.path);
         let provenance = base.join("PROVENANCE.md");
@@ -93,7 +110,13 @@ fn show(config: &Path, json: bool) -> anyhow::Result<ExitCode> {
             .iter()
             .chain(snap.policy.categories())
             .filter(|cat| cat.mask & list.id.bit() != 0)
-            .map(|cat| if cat.locked { format!("{} (locked)", cat.name) } else { cat.name.to_string() })
+            .map(|cat| {
+                if cat.locked {
+                    format!("{} (locked)", cat.name)
+                } else {
+                    cat.name.to_string()
+                }
+            })
             .collect();
         rows.push(json!({
             "list": &*list.name,
@@ -106,10 +129,16 @@ fn show(config: &Path, json: bool) -> anyhow::Result<ExitCode> {
         }));
     }
     if json {
-        println!("{:#}", json!({"lists": rows, "domains": snap.lists.matcher().domain_count()}));
+        println!(
+            "{:#}",
+            json!({"lists": rows, "domains": snap.lists.matcher().domain_count()})
+        );
         return Ok(ExitCode::SUCCESS);
     }
-    println!("{:<32} {:>9} {:>7} {:>5}  categories", "list", "domains", "urls", "expr");
+    println!(
+        "{:<32} {:>9} {:>7} {:>5}  categories",
+        "list", "domains", "urls", "expr"
+    );
     for r in &rows {
         println!(
             "{:<32} {:>9} {:>7} {:>5}  {}",
@@ -117,9 +146,20 @@ fn show(config: &Path, json: bool) -> anyhow::Result<ExitCode> {
             r["domains"],
             r["urls"],
             r["expressions"],
-            r["categories"].as_array().map(|a| a.iter().filter_map(|v| v.as_str()).collect::<Vec<_>>().join(", ")).unwrap_or_default()
+            r["categories"]
+                .as_array()
+                .map(|a| a
+                    .iter()
+                    .filter_map(|v| v.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "))
+                .unwrap_or_default()
         );
     }
-    println!("{} distinct domains in {} lists; provenance and licences beside each source (PROVENANCE.md)", snap.lists.matcher().domain_count(), rows.len());
+    println!(
+        "{} distinct domains in {} lists; provenance and licences beside each source (PROVENANCE.md)",
+        snap.lists.matcher().domain_count(),
+        rows.len()
+    );
     Ok(ExitCode::SUCCESS)
 }

@@ -17,7 +17,13 @@ mod lists;
 #[command(name = "hallpass", version, about, propagate_version = true)]
 struct Cli {
     /// The main configuration file.
-    #[arg(short, long, global = true, env = "HALLPASS_CONFIG", default_value = "config/hallpass.toml")]
+    #[arg(
+        short,
+        long,
+        global = true,
+        env = "HALLPASS_CONFIG",
+        default_value = "config/hallpass.toml"
+    )]
     config: PathBuf,
 
     #[command(subcommand)]

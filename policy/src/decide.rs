@@ -100,7 +100,14 @@ pub enum Rank {
 
 impl Rank {
     /// All ranks in precedence order.
-    pub const ALL: [Rank; 6] = [Rank::Baseline, Rank::Deny, Rank::Allow, Rank::Service, Rank::Category, Rank::Default];
+    pub const ALL: [Rank; 6] = [
+        Rank::Baseline,
+        Rank::Deny,
+        Rank::Allow,
+        Rank::Service,
+        Rank::Category,
+        Rank::Default,
+    ];
 
     /// The rule kind's name as used in `explain --json` (`"baseline"`, `"deny"`, ...).
     pub fn as_str(self) -> &'static str {

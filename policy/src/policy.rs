@@ -15,7 +15,9 @@ use std::sync::Arc;
 
 use aho_corasick::AhoCorasick;
 
-use crate::decide::{Action, Explanation, ListEntryHit, ListId, ListLookup, ListMask, Rank, Step, Verdict};
+use crate::decide::{
+    Action, Explanation, ListEntryHit, ListId, ListLookup, ListMask, Rank, Step, Verdict,
+};
 use crate::host::{self, CanonicalHost};
 use crate::model::{RawBand, RawEntries, RawPolicy, SString};
 use crate::source::{Location, Problems};
@@ -181,10 +183,13 @@ impl UrlPrefix {
         let path = url.path();
         let path_ok = path == &*self.path
             || (path.starts_with(&*self.path)
-                && (self.path.ends_with('/') || path.as_bytes().get(self.path.len()) == Some(&b'/')));
+                && (self.path.ends_with('/')
+                    || path.as_bytes().get(self.path.len()) == Some(&b'/')));
         match &self.query {
             None => path_ok,
-            Some(q) => path == &*self.path && url.query().is_some_and(|have| have.starts_with(&**q)),
+            Some(q) => {
+                path == &*self.path && url.query().is_some_and(|have| have.starts_with(&**q))
+            }
         }
     }
 }
@@ -223,11 +228,17 @@ impl EntrySet {
 
 /// Word-boundary keyword search (a keyword `bet` must not match `alphabet`).
 trait WordSearch {
-    fn find_overlapping_iter_word<'t>(&'t self, text: &'t str) -> Box<dyn Iterator<Item = usize> + 't>;
+    fn find_overlapping_iter_word<'t>(
+        &'t self,
+        text: &'t str,
+    ) -> Box<dyn Iterator<Item = usize> + 't>;
 }
 
 impl WordSearch for AhoCorasick {
-    fn find_overlapping_iter_word<'t>(&'t self, text: &'t str) -> Box<dyn Iterator<Item = usize> + 't> {
+    fn find_overlapping_iter_word<'t>(
+        &'t self,
+        text: &'t str,
+    ) -> Box<dyn Iterator<Item = usize> + 't> {
         let bytes = text.as_bytes();
         let is_word = |b: u8| b.is_ascii_alphanumeric() || b >= 0x80;
         Box::new(self.find_overlapping_iter(text).filter_map(move |m| {
@@ -324,7 +335,9 @@ fn parse_cidr(text: &str) -> Result<(IpAddr, u8), String> {
     let (addr, len) = text
         .split_once('/')
         .ok_or_else(|| format!("expected a network like `10.1.4.0/24`, found `{text}`"))?;
-    let addr: IpAddr = addr.parse().map_err(|_| format!("`{addr}` is not an IP address"))?;
+    let addr: IpAddr = addr
+        .parse()
+        .map_err(|_| format!("`{addr}` is not an IP address"))?;
     let max = if addr.is_ipv4() { 32 } else { 128 };
     let prefix: u8 = len
         .parse()
@@ -344,12 +357,20 @@ fn mask_addr(addr: IpAddr, prefix: u8) -> IpAddr {
     match addr {
         IpAddr::V4(v4) => {
             let bits = u32::from(v4);
-            let mask = if prefix == 0 { 0 } else { u32::MAX << (32 - prefix) };
+            let mask = if prefix == 0 {
+                0
+            } else {
+                u32::MAX << (32 - prefix)
+            };
             IpAddr::V4((bits & mask).into())
         }
         IpAddr::V6(v6) => {
             let bits = u128::from(v6);
-            let mask = if prefix == 0 { 0 } else { u128::MAX << (128 - prefix) };
+            let mask = if prefix == 0 {
+                0
+            } else {
+                u128::MAX << (128 - prefix)
+            };
             IpAddr::V6((bits & mask).into())
         }
     }
@@ -359,7 +380,9 @@ fn mask_addr(addr: IpAddr, prefix: u8) -> IpAddr {
 fn baseline_reason(name: &str) -> &'static str {
     match name {
         "malware" => "This site could harm your computer, so it is blocked for everyone.",
-        "phishing" => "This site tries to trick people into giving away passwords, so it is blocked for everyone.",
+        "phishing" => {
+            "This site tries to trick people into giving away passwords, so it is blocked for everyone."
+        }
         _ => "This site is blocked for everyone, to keep people safe.",
     }
 }
@@ -387,11 +410,18 @@ impl<'t> Compiler<'t> {
     fn list_ref(&mut self, r: &SString) -> Option<ListId> {
         let name = r.get_ref().trim();
         let Some((source, list)) = name.split_once(':') else {
-            self.problem(r.span(), format!("expected a list reference like `ut1:adult`, found `{name}`"));
+            self.problem(
+                r.span(),
+                format!("expected a list reference like `ut1:adult`, found `{name}`"),
+            );
             return None;
         };
         let valid = |s: &str| crate::config::valid_source_name(s) || s.contains('.');
-        if !crate::config::valid_source_name(source) || list.is_empty() || !valid(list) || list.contains("..") {
+        if !crate::config::valid_source_name(source)
+            || list.is_empty()
+            || !valid(list)
+            || list.contains("..")
+        {
             self.problem(
                 r.span(),
                 format!("list reference `{name}` must be `source:list` with lower-case letters, digits, `-`, `_`"),
@@ -402,24 +432,49 @@ impl<'t> Compiler<'t> {
             return Some(*id);
         }
         if self.lists.len() >= ListId::MAX {
-            self.problem(r.span(), format!("too many lists: a policy may reference at most {}", ListId::MAX));
+            self.problem(
+                r.span(),
+                format!(
+                    "too many lists: a policy may reference at most {}",
+                    ListId::MAX
+                ),
+            );
             return None;
         }
         let id = ListId(self.lists.len() as u8);
         let at = self.at(r.span());
-        self.lists.push(ListRef { id, name: name.into(), source: source.into(), list: list.into(), at });
+        self.lists.push(ListRef {
+            id,
+            name: name.into(),
+            source: source.into(),
+            list: list.into(),
+            at,
+        });
         self.list_index.insert(name.to_string(), id);
         Some(id)
     }
 
-    fn category(&mut self, name: &str, lists: &[SString], reason: Arc<str>, locked: bool, at: Location) -> Category {
+    fn category(
+        &mut self,
+        name: &str,
+        lists: &[SString],
+        reason: Arc<str>,
+        locked: bool,
+        at: Location,
+    ) -> Category {
         let mut mask = 0;
         for r in lists {
             if let Some(id) = self.list_ref(r) {
                 mask |= id.bit();
             }
         }
-        Category { name: name.into(), reason, locked, mask, at }
+        Category {
+            name: name.into(),
+            reason,
+            locked,
+            mask,
+            at,
+        }
     }
 
     /// Canonicalises a domain entry, or records why not.
@@ -427,7 +482,10 @@ impl<'t> Compiler<'t> {
         match host::canonicalize(s.get_ref().trim()) {
             Ok(h) => Some(h.as_str().to_string()),
             Err(e) => {
-                self.problem(s.span(), format!("`{}` is not a valid domain: {e}", s.get_ref()));
+                self.problem(
+                    s.span(),
+                    format!("`{}` is not a valid domain: {e}", s.get_ref()),
+                );
                 None
             }
         }
@@ -436,7 +494,10 @@ impl<'t> Compiler<'t> {
     /// Canonicalises a `host/path[?query]` entry.
     fn url_prefix(&mut self, s: &SString) -> Option<(String, String, Option<String>)> {
         let raw = s.get_ref().trim();
-        let raw = raw.strip_prefix("https://").or_else(|| raw.strip_prefix("http://")).unwrap_or(raw);
+        let raw = raw
+            .strip_prefix("https://")
+            .or_else(|| raw.strip_prefix("http://"))
+            .unwrap_or(raw);
         let Some(slash) = raw.find('/') else {
             self.problem(
                 s.span(),
@@ -445,7 +506,11 @@ impl<'t> Compiler<'t> {
             return None;
         };
         match CanonicalUrl::from_parts(Scheme::Https, &raw[..slash], &raw[slash..]) {
-            Ok(u) => Some((u.host().as_str().to_string(), u.path().to_string(), u.query().map(str::to_string))),
+            Ok(u) => Some((
+                u.host().as_str().to_string(),
+                u.path().to_string(),
+                u.query().map(str::to_string),
+            )),
             Err(e) => {
                 self.problem(s.span(), format!("`{raw}` is not a valid URL prefix: {e}"));
                 None
@@ -457,12 +522,22 @@ impl<'t> Compiler<'t> {
     fn entries(&mut self, set: &mut EntrySet, raw: &RawEntries, scope: &str) {
         let scope: Arc<str> = scope.into();
         let mut seen: HashSet<String> = set.entries.iter().map(|e| e.text.to_string()).collect();
-        let mut push = |this: &mut Self, set: &mut EntrySet, text: String, kind: EntryKind, s: &SString| -> Option<usize> {
+        let mut push = |this: &mut Self,
+                        set: &mut EntrySet,
+                        text: String,
+                        kind: EntryKind,
+                        s: &SString|
+         -> Option<usize> {
             if !seen.insert(text.clone()) {
                 this.problem(s.span(), format!("`{text}` is listed twice in {scope}"));
                 return None;
             }
-            set.entries.push(Entry { text: text.into(), kind, scope: scope.clone(), at: this.at(s.span()) });
+            set.entries.push(Entry {
+                text: text.into(),
+                kind,
+                scope: scope.clone(),
+                at: this.at(s.span()),
+            });
             Some(set.entries.len() - 1)
         };
         for d in &raw.domains {
@@ -502,7 +577,10 @@ fn finish_keywords(set: &mut EntrySet, keyword_entries: &[usize]) {
     if keyword_entries.is_empty() {
         return;
     }
-    let patterns: Vec<&str> = keyword_entries.iter().map(|&i| &*set.entries[i].text).collect();
+    let patterns: Vec<&str> = keyword_entries
+        .iter()
+        .map(|&i| &*set.entries[i].text)
+        .collect();
     // Keywords come from the policy file (tens, not millions) and were checked to be
     // non-empty, so building the automaton cannot exceed its limits.
     let automaton = AhoCorasick::builder()
@@ -516,13 +594,23 @@ impl Policy {
     /// Parses and validates a policy file. `file` names it in every problem.
     pub fn compile(file: &str, text: &str) -> Result<Policy, Problems> {
         let file: Arc<str> = file.into();
-        let raw: RawPolicy = toml::from_str(text).map_err(|e| crate::config::toml_problem(&file, text, &e))?;
-        let mut c = Compiler { file: file.clone(), text, problems: Problems::default(), lists: Vec::new(), list_index: HashMap::new() };
+        let raw: RawPolicy =
+            toml::from_str(text).map_err(|e| crate::config::toml_problem(&file, text, &e))?;
+        let mut c = Compiler {
+            file: file.clone(),
+            text,
+            problems: Problems::default(),
+            lists: Vec::new(),
+            list_index: HashMap::new(),
+        };
 
         if *raw.version.get_ref() != POLICY_VERSION {
             c.problem(
                 raw.version.span(),
-                format!("unsupported policy version {}: this build reads version {POLICY_VERSION}", raw.version.get_ref()),
+                format!(
+                    "unsupported policy version {}: this build reads version {POLICY_VERSION}",
+                    raw.version.get_ref()
+                ),
             );
         }
 
@@ -539,28 +627,58 @@ impl Policy {
         for (name, lists) in raw.baseline.get_ref() {
             let at = c.at(lists.span());
             if lists.get_ref().is_empty() {
-                c.problem(lists.span(), format!("locked category `{name}` needs at least one list"));
+                c.problem(
+                    lists.span(),
+                    format!("locked category `{name}` needs at least one list"),
+                );
             }
-            baseline.push(c.category(name, lists.get_ref(), baseline_reason(name).into(), true, at));
+            baseline.push(c.category(
+                name,
+                lists.get_ref(),
+                baseline_reason(name).into(),
+                true,
+                at,
+            ));
         }
         // Required categories first, in their documented order.
-        baseline.sort_by_key(|cat| REQUIRED_BASELINE.iter().position(|r| **r == *cat.name).unwrap_or(usize::MAX));
+        baseline.sort_by_key(|cat| {
+            REQUIRED_BASELINE
+                .iter()
+                .position(|r| **r == *cat.name)
+                .unwrap_or(usize::MAX)
+        });
         let baseline_mask = baseline.iter().fold(0, |m, cat| m | cat.mask);
 
         let mut categories = Vec::new();
         for (name, cat) in &raw.categories {
             let at = c.at(cat.span());
             if raw.baseline.get_ref().contains_key(name) {
-                c.problem(cat.span(), format!("category `{name}` is a locked-baseline category and cannot be redefined"));
+                c.problem(
+                    cat.span(),
+                    format!(
+                        "category `{name}` is a locked-baseline category and cannot be redefined"
+                    ),
+                );
                 continue;
             }
             if cat.get_ref().lists.is_empty() {
-                c.problem(cat.span(), format!("category `{name}` needs at least one list"));
+                c.problem(
+                    cat.span(),
+                    format!("category `{name}` needs at least one list"),
+                );
             }
-            let reason = cat.get_ref().reason.clone().unwrap_or_else(|| "This site is not allowed for your group.".to_string());
+            let reason = cat
+                .get_ref()
+                .reason
+                .clone()
+                .unwrap_or_else(|| "This site is not allowed for your group.".to_string());
             categories.push(c.category(name, &cat.get_ref().lists, reason.into(), false, at));
         }
-        let category_index: HashMap<&str, usize> = categories.iter().enumerate().map(|(i, cat)| (&*cat.name, i)).collect();
+        let category_index: HashMap<&str, usize> = categories
+            .iter()
+            .enumerate()
+            .map(|(i, cat)| (&*cat.name, i))
+            .collect();
 
         let mut services = Vec::new();
         for (name, hosts) in &raw.services {
@@ -572,11 +690,22 @@ impl Policy {
                 }
             }
             if canon.is_empty() && hosts.get_ref().is_empty() {
-                c.problem(hosts.span(), format!("service `{name}` needs at least one domain"));
+                c.problem(
+                    hosts.span(),
+                    format!("service `{name}` needs at least one domain"),
+                );
             }
-            services.push(Service { name: name.as_str().into(), hosts: canon, at });
+            services.push(Service {
+                name: name.as_str().into(),
+                hosts: canon,
+                at,
+            });
         }
-        let service_index: HashMap<&str, usize> = services.iter().enumerate().map(|(i, s)| (&*s.name, i)).collect();
+        let service_index: HashMap<&str, usize> = services
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (&*s.name, i))
+            .collect();
 
         // Global explicit entries are compiled once to validate them; each band
         // merges them after its own (a band's own entry is the more specific reason).
@@ -590,7 +719,10 @@ impl Policy {
         let mut band_index: HashMap<&str, usize> = HashMap::new();
         for (name, band) in &raw.bands {
             if !crate::config::valid_source_name(name) {
-                c.problem(band.span(), format!("band name `{name}` must be lower-case letters, digits, `-` or `_`"));
+                c.problem(
+                    band.span(),
+                    format!("band name `{name}` must be lower-case letters, digits, `-` or `_`"),
+                );
             }
             let compiled = compile_band(
                 &mut c,
@@ -610,7 +742,10 @@ impl Policy {
         // Overlapping age bands would make "which band is a 7-year-old in?" ambiguous.
         for (i, (a_name, a)) in raw.bands.iter().enumerate() {
             for (b_name, b) in raw.bands.iter().skip(i + 1) {
-                if let (Ok(ra), Ok(rb)) = (parse_ages(a.get_ref().ages.get_ref()), parse_ages(b.get_ref().ages.get_ref())) {
+                if let (Ok(ra), Ok(rb)) = (
+                    parse_ages(a.get_ref().ages.get_ref()),
+                    parse_ages(b.get_ref().ages.get_ref()),
+                ) {
                     if ranges_overlap(ra, rb) {
                         c.problem(
                             b.get_ref().ages.span(),
@@ -631,23 +766,45 @@ impl Policy {
         let known_bands = || raw.bands.keys().cloned().collect::<Vec<_>>().join(", ");
         for (name, group) in &raw.groups {
             if !crate::config::valid_source_name(name) {
-                c.problem(group.span(), format!("group name `{name}` must be lower-case letters, digits, `-` or `_`"));
+                c.problem(
+                    group.span(),
+                    format!("group name `{name}` must be lower-case letters, digits, `-` or `_`"),
+                );
             }
             let band = &group.get_ref().band;
             let Some(&bi) = band_index.get(band.get_ref().as_str()) else {
                 if !raw.bands.contains_key(band.get_ref()) {
-                    c.problem(band.span(), format!("unknown band `{}`: known bands are {}", band.get_ref(), known_bands()));
+                    c.problem(
+                        band.span(),
+                        format!(
+                            "unknown band `{}`: known bands are {}",
+                            band.get_ref(),
+                            known_bands()
+                        ),
+                    );
                 }
                 continue;
             };
             let id = GroupId(groups.len() as u16);
-            let label = group.get_ref().label.clone().unwrap_or_else(|| name.clone());
-            groups.push(Group { name: name.as_str().into(), label: label.into(), band: band.get_ref().as_str().into(), at: c.at(group.span()) });
+            let label = group
+                .get_ref()
+                .label
+                .clone()
+                .unwrap_or_else(|| name.clone());
+            groups.push(Group {
+                name: name.as_str().into(),
+                label: label.into(),
+                band: band.get_ref().as_str().into(),
+                at: c.at(group.span()),
+            });
             group_band.push(bi);
             group_index.insert(Arc::<str>::from(name.as_str()), id);
         }
         if raw.groups.is_empty() {
-            c.problems.push(Location::file_start(&file), "the policy defines no groups: add at least one under [groups]");
+            c.problems.push(
+                Location::file_start(&file),
+                "the policy defines no groups: add at least one under [groups]",
+            );
         }
         let known_groups = || raw.groups.keys().cloned().collect::<Vec<_>>().join(", ");
 
@@ -656,7 +813,14 @@ impl Policy {
             let s = s.get_ref();
             let group = group_index.get(s.group.get_ref().as_str()).copied();
             if group.is_none() {
-                c.problem(s.group.span(), format!("unknown group `{}`: known groups are {}", s.group.get_ref(), known_groups()));
+                c.problem(
+                    s.group.span(),
+                    format!(
+                        "unknown group `{}`: known groups are {}",
+                        s.group.get_ref(),
+                        known_groups()
+                    ),
+                );
             }
             match parse_cidr(s.cidr.get_ref().trim()) {
                 Ok((net, prefix)) => {
@@ -688,16 +852,29 @@ impl Policy {
         for t in &raw.test {
             let t = t.get_ref();
             if !group_index.contains_key(t.group.get_ref().as_str()) {
-                c.problem(t.group.span(), format!("unknown group `{}`: known groups are {}", t.group.get_ref(), known_groups()));
+                c.problem(
+                    t.group.span(),
+                    format!(
+                        "unknown group `{}`: known groups are {}",
+                        t.group.get_ref(),
+                        known_groups()
+                    ),
+                );
             }
             if let Err(e) = CanonicalUrl::parse(t.url.get_ref()) {
-                c.problem(t.url.span(), format!("test url `{}` cannot be parsed: {e}", t.url.get_ref()));
+                c.problem(
+                    t.url.span(),
+                    format!("test url `{}` cannot be parsed: {e}", t.url.get_ref()),
+                );
             }
             let expect = match t.expect.get_ref().as_str() {
                 "allow" => Action::Allow,
                 "block" => Action::Block,
                 other => {
-                    c.problem(t.expect.span(), format!("expect must be \"allow\" or \"block\", found \"{other}\""));
+                    c.problem(
+                        t.expect.span(),
+                        format!("expect must be \"allow\" or \"block\", found \"{other}\""),
+                    );
                     continue;
                 }
             };
@@ -707,7 +884,14 @@ impl Policy {
                     Some(k) => Some(*k),
                     None => {
                         let names: Vec<_> = Rank::ALL.iter().map(|k| k.as_str()).collect();
-                        c.problem(r.span(), format!("unknown rule `{}`: expected one of {}", r.get_ref(), names.join(", ")));
+                        c.problem(
+                            r.span(),
+                            format!(
+                                "unknown rule `{}`: expected one of {}",
+                                r.get_ref(),
+                                names.join(", ")
+                            ),
+                        );
                         continue;
                     }
                 },
@@ -721,7 +905,9 @@ impl Policy {
             });
         }
 
-        let Compiler { problems, lists, .. } = c;
+        let Compiler {
+            problems, lists, ..
+        } = c;
         problems.into_result(Policy {
             file,
             school: raw.school.name.map(Into::into),
@@ -831,12 +1017,24 @@ impl Policy {
             return v;
         }
         if let Some(e) = rules.deny.find(url) {
-            return entry_verdict(Action::Block, Rank::Deny, e, "Your school has blocked this site.");
+            return entry_verdict(
+                Action::Block,
+                Rank::Deny,
+                e,
+                "Your school has blocked this site.",
+            );
         }
         if let Some(e) = rules.allow.find(url) {
-            return entry_verdict(Action::Allow, Rank::Allow, e, "Your school allows this site.");
+            return entry_verdict(
+                Action::Allow,
+                Rank::Allow,
+                e,
+                "Your school allows this site.",
+            );
         }
-        if let Some((host, (si, at))) = host_suffixes(url.host()).find_map(|s| rules.services.get_key_value(s)) {
+        if let Some((host, (si, at))) =
+            host_suffixes(url.host()).find_map(|s| rules.services.get_key_value(s))
+        {
             let service = &self.services[*si];
             return Verdict {
                 action: Action::Allow,
@@ -849,7 +1047,11 @@ impl Policy {
             };
         }
         if mask & rules.block_mask != 0 {
-            if let Some((ci, at)) = rules.block.iter().find(|(ci, _)| self.categories[*ci].mask & mask != 0) {
+            if let Some((ci, at)) = rules
+                .block
+                .iter()
+                .find(|(ci, _)| self.categories[*ci].mask & mask != 0)
+            {
                 let cat = &self.categories[*ci];
                 return Verdict {
                     action: Action::Block,
@@ -898,22 +1100,42 @@ impl Policy {
     }
 
     /// Decides and shows every step, with the list entries that matched.
-    pub fn explain(&self, group: GroupId, url: &CanonicalUrl, lists: &dyn ListLookup) -> Explanation {
+    pub fn explain(
+        &self,
+        group: GroupId,
+        url: &CanonicalUrl,
+        lists: &dyn ListLookup,
+    ) -> Explanation {
         let mask = lists.lookup(url);
         let mut verdict = self.decide(group, url, mask);
         let rules = &self.bands[self.group_band[usize::from(group.0)]];
         let hits = lists.matched_entries(url);
-        let list_name = |id: ListId| self.lists.get(usize::from(id.0)).map_or("?".into(), |l| l.name.to_string());
+        let list_name = |id: ListId| {
+            self.lists
+                .get(usize::from(id.0))
+                .map_or("?".into(), |l| l.name.to_string())
+        };
         let cats_hit = |cats: &[Category]| -> Vec<String> {
-            cats.iter().filter(|cat| cat.mask & mask != 0).map(|cat| cat.name.to_string()).collect()
+            cats.iter()
+                .filter(|cat| cat.mask & mask != 0)
+                .map(|cat| cat.name.to_string())
+                .collect()
         };
         if verdict.matched.is_none() {
             let deciding_mask = verdict
                 .category
                 .as_deref()
-                .and_then(|name| self.baseline.iter().chain(&self.categories).find(|cat| &*cat.name == name))
+                .and_then(|name| {
+                    self.baseline
+                        .iter()
+                        .chain(&self.categories)
+                        .find(|cat| &*cat.name == name)
+                })
                 .map_or(0, |cat| cat.mask);
-            verdict.matched = hits.iter().find(|h| h.list.bit() & deciding_mask != 0).map(|h| h.entry.as_str().into());
+            verdict.matched = hits
+                .iter()
+                .find(|h| h.list.bit() & deciding_mask != 0)
+                .map(|h| h.entry.as_str().into());
         }
         let found = |e: Option<&Entry>| match e {
             Some(e) => (true, format!("`{}` in {} at {}", e.text, e.scope, e.at)),
@@ -924,12 +1146,24 @@ impl Policy {
         steps.push(Step {
             rank: Rank::Baseline,
             matched: !base.is_empty(),
-            detail: if base.is_empty() { "in no locked list".into() } else { format!("in locked {}", base.join(", ")) },
+            detail: if base.is_empty() {
+                "in no locked list".into()
+            } else {
+                format!("in locked {}", base.join(", "))
+            },
         });
         let (m, detail) = found(rules.deny.find(url));
-        steps.push(Step { rank: Rank::Deny, matched: m, detail });
+        steps.push(Step {
+            rank: Rank::Deny,
+            matched: m,
+            detail,
+        });
         let (m, detail) = found(rules.allow.find(url));
-        steps.push(Step { rank: Rank::Allow, matched: m, detail });
+        steps.push(Step {
+            rank: Rank::Allow,
+            matched: m,
+            detail,
+        });
         let service = host_suffixes(url.host()).find_map(|s| rules.services.get(s));
         steps.push(Step {
             rank: Rank::Service,
@@ -958,14 +1192,20 @@ impl Policy {
         steps.push(Step {
             rank: Rank::Default,
             matched: true,
-            detail: format!("band `{}` default is {} at {}", rules.band.name, rules.band.default, rules.default_at),
+            detail: format!(
+                "band `{}` default is {} at {}",
+                rules.band.name, rules.band.default, rules.default_at
+            ),
         });
         let group_info = self.group(group);
         Explanation {
             verdict,
             group: group_info.name.to_string(),
             band: group_info.band.to_string(),
-            list_entries: hits.iter().map(|h: &ListEntryHit| (list_name(h.list), h.entry.clone())).collect(),
+            list_entries: hits
+                .iter()
+                .map(|h: &ListEntryHit| (list_name(h.list), h.entry.clone()))
+                .collect(),
             steps,
         }
     }
@@ -996,7 +1236,9 @@ impl Policy {
         }
         for service in &self.services {
             for h in &service.hosts {
-                let Ok(host) = host::canonicalize(h) else { continue };
+                let Ok(host) = host::canonicalize(h) else {
+                    continue;
+                };
                 if let Some(cat) = locked_in(&CanonicalUrl::for_host(Scheme::Https, host, 443)) {
                     problems.push(
                         service.at.clone(),
@@ -1018,8 +1260,14 @@ impl Policy {
                     (Err(e), _) => Err(e.to_string()),
                     (_, None) => Err(format!("unknown group `{}`", t.group)),
                 };
-                let passed = got.as_ref().is_ok_and(|v| v.action == t.expect && t.rank.is_none_or(|r| r == v.rank));
-                TestOutcome { test: t.clone(), got, passed }
+                let passed = got
+                    .as_ref()
+                    .is_ok_and(|v| v.action == t.expect && t.rank.is_none_or(|r| r == v.rank));
+                TestOutcome {
+                    test: t.clone(),
+                    got,
+                    passed,
+                }
             })
             .collect()
     }
@@ -1034,7 +1282,9 @@ fn entry_url(e: &Entry) -> Option<CanonicalUrl> {
             let i = text.find('/')?;
             CanonicalUrl::from_parts(Scheme::Https, &text[..i], &text[i..]).ok()
         }
-        EntryKind::Domain => host::canonicalize(text).ok().map(|h| CanonicalUrl::for_host(Scheme::Https, h, 443)),
+        EntryKind::Domain => host::canonicalize(text)
+            .ok()
+            .map(|h| CanonicalUrl::for_host(Scheme::Https, h, 443)),
     }
 }
 
@@ -1052,7 +1302,10 @@ fn entry_verdict(action: Action, rank: Rank, e: &Entry, reason: &str) -> Verdict
 
 fn unknown_category(name: &str, categories: &[Category]) -> String {
     let known: Vec<&str> = categories.iter().map(|c| &*c.name).collect();
-    format!("unknown category `{name}`: known categories are {}", known.join(", "))
+    format!(
+        "unknown category `{name}`: known categories are {}",
+        known.join(", ")
+    )
 }
 
 /// An allow entry that the same scope also denies never takes effect (deny ranks
@@ -1061,7 +1314,13 @@ fn report_allow_deny_overlap(c: &mut Compiler<'_>, allow: &EntrySet, deny: &Entr
     let denied: HashSet<&str> = deny.entries.iter().map(|e| &*e.text).collect();
     for e in &allow.entries {
         if denied.contains(&*e.text) {
-            c.problems.push(e.at.clone(), format!("allow entry `{}` has no effect: the same entry is denied, and deny wins", e.text));
+            c.problems.push(
+                e.at.clone(),
+                format!(
+                    "allow entry `{}` has no effect: the same entry is denied, and deny wins",
+                    e.text
+                ),
+            );
         }
     }
 }
@@ -1088,16 +1347,26 @@ fn compile_band(
         "allow" => Action::Allow,
         "block" => Action::Block,
         other => {
-            c.problem(raw.default.span(), format!("default must be \"allow\" or \"block\", found \"{other}\""));
+            c.problem(
+                raw.default.span(),
+                format!("default must be \"allow\" or \"block\", found \"{other}\""),
+            );
             Action::Block
         }
     };
-    let youtube = match raw.youtube.as_ref().map(|y| (y.get_ref().as_str(), y.span())) {
+    let youtube = match raw
+        .youtube
+        .as_ref()
+        .map(|y| (y.get_ref().as_str(), y.span()))
+    {
         None | Some(("off", _)) => YoutubeMode::Off,
         Some(("moderate", _)) => YoutubeMode::Moderate,
         Some(("strict", _)) => YoutubeMode::Strict,
         Some((other, span)) => {
-            c.problem(span, format!("youtube must be \"off\", \"moderate\" or \"strict\", found \"{other}\""));
+            c.problem(
+                span,
+                format!("youtube must be \"off\", \"moderate\" or \"strict\", found \"{other}\""),
+            );
             YoutubeMode::Off
         }
     };
@@ -1107,7 +1376,10 @@ fn compile_band(
     for cat in &raw.block {
         let cat_name = cat.get_ref().as_str();
         if !seen.insert(cat_name) {
-            c.problem(cat.span(), format!("category `{cat_name}` is blocked twice in band `{name}`"));
+            c.problem(
+                cat.span(),
+                format!("category `{cat_name}` is blocked twice in band `{name}`"),
+            );
             continue;
         }
         match category_index.get(cat_name) {
@@ -1127,12 +1399,21 @@ fn compile_band(
         match service_index.get(s.get_ref().as_str()) {
             Some(&i) => {
                 for h in &services[i].hosts {
-                    band_services.entry(h.to_string().into_boxed_str()).or_insert((i, c.at(s.span())));
+                    band_services
+                        .entry(h.to_string().into_boxed_str())
+                        .or_insert((i, c.at(s.span())));
                 }
             }
             None => {
                 let known: Vec<&str> = services.iter().map(|s| &*s.name).collect();
-                c.problem(s.span(), format!("unknown service `{}`: known services are {}", s.get_ref(), known.join(", ")));
+                c.problem(
+                    s.span(),
+                    format!(
+                        "unknown service `{}`: known services are {}",
+                        s.get_ref(),
+                        known.join(", ")
+                    ),
+                );
             }
         }
     }
@@ -1148,12 +1429,21 @@ fn compile_band(
     // Problems in the global entries were already reported once, for the policy itself.
     c.problems.0.truncate(before);
     for set in [&mut deny, &mut allow] {
-        let kw: Vec<usize> = (0..set.entries.len()).filter(|&i| set.entries[i].kind == EntryKind::Keyword).collect();
+        let kw: Vec<usize> = (0..set.entries.len())
+            .filter(|&i| set.entries[i].kind == EntryKind::Keyword)
+            .collect();
         finish_keywords(set, &kw);
     }
     let label = raw.label.clone().unwrap_or_else(|| name.to_uppercase());
     Some(BandRules {
-        band: Band { name: name.into(), label: label.into(), ages, default, safe_search: raw.safe_search, youtube },
+        band: Band {
+            name: name.into(),
+            label: label.into(),
+            ages,
+            default,
+            safe_search: raw.safe_search,
+            youtube,
+        },
         deny,
         allow,
         services: band_services,

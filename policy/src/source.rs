@@ -22,12 +22,20 @@ impl Location {
         let line = before.matches('\n').count() as u32 + 1;
         let line_start = before.rfind('\n').map_or(0, |i| i + 1);
         let col = before[line_start..].chars().count() as u32 + 1;
-        Location { file: file.clone(), line, col }
+        Location {
+            file: file.clone(),
+            line,
+            col,
+        }
     }
 
     /// A location for a whole file (line 1, column 1), for problems with no finer place.
     pub fn file_start(file: &Arc<str>) -> Location {
-        Location { file: file.clone(), line: 1, col: 1 }
+        Location {
+            file: file.clone(),
+            line: 1,
+            col: 1,
+        }
     }
 }
 
@@ -66,7 +74,10 @@ pub struct Problems(pub Vec<Problem>);
 impl Problems {
     /// Records a problem.
     pub fn push(&mut self, at: Location, message: impl Into<String>) {
-        self.0.push(Problem { at, message: message.into() });
+        self.0.push(Problem {
+            at,
+            message: message.into(),
+        });
     }
     /// True when nothing was recorded.
     pub fn is_empty(&self) -> bool {
@@ -74,11 +85,17 @@ impl Problems {
     }
     /// Sorts problems by file, line and column, so they read top to bottom.
     pub fn sort(&mut self) {
-        self.0.sort_by(|a, b| (&a.at.file, a.at.line, a.at.col).cmp(&(&b.at.file, b.at.line, b.at.col)));
+        self.0.sort_by(|a, b| {
+            (&a.at.file, a.at.line, a.at.col).cmp(&(&b.at.file, b.at.line, b.at.col))
+        });
     }
     /// `Ok(value)` when nothing was recorded, otherwise every problem.
     pub fn into_result<T>(self, value: T) -> Result<T, Problems> {
-        if self.0.is_empty() { Ok(value) } else { Err(self) }
+        if self.0.is_empty() {
+            Ok(value)
+        } else {
+            Err(self)
+        }
     }
 }
 
@@ -102,9 +119,18 @@ mod tests {
     fn offsets_become_line_and_column() {
         let file: Arc<str> = "p.toml".into();
         let text = "a = 1\nbé = 2\n";
-        assert_eq!(Location::at_offset(&file, text, 0).to_string(), "p.toml:1:1");
-        assert_eq!(Location::at_offset(&file, text, 6).to_string(), "p.toml:2:1");
+        assert_eq!(
+            Location::at_offset(&file, text, 0).to_string(),
+            "p.toml:1:1"
+        );
+        assert_eq!(
+            Location::at_offset(&file, text, 6).to_string(),
+            "p.toml:2:1"
+        );
         // 'é' is two bytes but one column.
-        assert_eq!(Location::at_offset(&file, text, 9).to_string(), "p.toml:2:3");
+        assert_eq!(
+            Location::at_offset(&file, text, 9).to_string(),
+            "p.toml:2:3"
+        );
     }
 }

@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 
 use blocklists::{Builder, LineProblem, Matcher};
 use policy::config::{Config, ListFormat};
-use policy::{CanonicalUrl, ListEntryHit, ListId, ListLookup, ListMask, Location, Policy, Problems};
+use policy::{
+    CanonicalUrl, ListEntryHit, ListId, ListLookup, ListMask, Location, Policy, Problems,
+};
 
 /// One consistent view of configuration, policy and lists.
 pub struct Snapshot {
@@ -65,7 +67,10 @@ impl ListLookup for Lists {
         self.matcher
             .matched_entries(url.host().as_str(), &url.path_and_query())
             .into_iter()
-            .map(|(id, entry)| ListEntryHit { list: ListId(id), entry })
+            .map(|(id, entry)| ListEntryHit {
+                list: ListId(id),
+                entry,
+            })
             .collect()
     }
 }
@@ -87,33 +92,55 @@ pub enum LoadError {
 }
 
 fn read(path: &Path) -> Result<String, LoadError> {
-    std::fs::read_to_string(path).map_err(|source| LoadError::Io { path: path.to_path_buf(), source })
+    std::fs::read_to_string(path).map_err(|source| LoadError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// The canonicaliser handed to the list loader: the one requests go through.
 pub fn canonical_host_text(host: &str) -> Result<String, String> {
-    policy::host::canonicalize(host).map(|h| h.as_str().to_owned()).map_err(|e| e.to_string())
+    policy::host::canonicalize(host)
+        .map(|h| h.as_str().to_owned())
+        .map_err(|e| e.to_string())
 }
 
 /// Loads and compiles everything `config_path` names.
 pub fn load(config_path: &Path, generation: u64) -> Result<Snapshot, LoadError> {
     let config_text = read(config_path)?;
-    let config = Config::parse(&config_path.display().to_string(), &config_text).map_err(LoadError::Invalid)?;
-    let config_dir = config_path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let config = Config::parse(&config_path.display().to_string(), &config_text)
+        .map_err(LoadError::Invalid)?;
+    let config_dir = config_path
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
     let policy_path = config_dir.join(&config.policy);
     let policy_text = read(&policy_path)?;
-    let policy = Policy::compile(&policy_path.display().to_string(), &policy_text).map_err(LoadError::Invalid)?;
+    let policy = Policy::compile(&policy_path.display().to_string(), &policy_text)
+        .map_err(LoadError::Invalid)?;
     let (matcher, list_problems) = compile_lists(&config, &config_dir, &policy)?;
     let lists = Lists { matcher };
     let problems = policy.check_against_lists(&lists);
     if !problems.is_empty() {
         return Err(LoadError::Invalid(problems));
     }
-    Ok(Snapshot { config, config_dir, policy_path, policy, lists, list_problems, generation })
+    Ok(Snapshot {
+        config,
+        config_dir,
+        policy_path,
+        policy,
+        lists,
+        list_problems,
+        generation,
+    })
 }
 
 /// Compiles every list the policy references into one matcher.
-fn compile_lists(config: &Config, config_dir: &Path, policy: &Policy) -> Result<(Matcher, Vec<LineProblem>), LoadError> {
+fn compile_lists(
+    config: &Config,
+    config_dir: &Path,
+    policy: &Policy,
+) -> Result<(Matcher, Vec<LineProblem>), LoadError> {
     let canon = canonical_host_text;
     let mut builder = Builder::new(&canon);
     let mut problems = Problems::default();
@@ -123,7 +150,13 @@ fn compile_lists(config: &Config, config_dir: &Path, policy: &Policy) -> Result<
             let known: Vec<&str> = config.lists.keys().map(String::as_str).collect();
             problems.push(
                 list.at.clone(),
-                format!("unknown list source `{}` in `{}`: sources in {} are {}", list.source, list.name, config.file, known.join(", ")),
+                format!(
+                    "unknown list source `{}` in `{}`: sources in {} are {}",
+                    list.source,
+                    list.name,
+                    config.file,
+                    known.join(", ")
+                ),
             );
             continue;
         };
@@ -132,7 +165,14 @@ fn compile_lists(config: &Config, config_dir: &Path, policy: &Policy) -> Result<
             ListFormat::Squidguard => {
                 let dir = base.join(&*list.list);
                 if !dir.is_dir() {
-                    problems.push(list.at.clone(), format!("list `{}` not found: no folder {}", list.name, dir.display()));
+                    problems.push(
+                        list.at.clone(),
+                        format!(
+                            "list `{}` not found: no folder {}",
+                            list.name,
+                            dir.display()
+                        ),
+                    );
                     continue;
                 }
                 builder.add_squidguard_dir(list.id.0, &dir)
@@ -142,7 +182,11 @@ fn compile_lists(config: &Config, config_dir: &Path, policy: &Policy) -> Result<
                 Ok(None) => {
                     problems.push(
                         list.at.clone(),
-                        format!("list `{}` not found: no file {}", list.name, base.join(&*list.list).display()),
+                        format!(
+                            "list `{}` not found: no file {}",
+                            list.name,
+                            base.join(&*list.list).display()
+                        ),
                     );
                     continue;
                 }
@@ -159,7 +203,10 @@ fn compile_lists(config: &Config, config_dir: &Path, policy: &Policy) -> Result<
     }
     let matcher = builder.build().map_err(|e| {
         let mut p = Problems::default();
-        p.push(Location::file_start(&policy.file().into()), format!("compiling lists: {e}"));
+        p.push(
+            Location::file_start(&policy.file().into()),
+            format!("compiling lists: {e}"),
+        );
         LoadError::Invalid(p)
     })?;
     Ok((matcher, line_problems))
