@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Runs every hallpass test. Works on a fresh Debian machine that has only the
+# Rust toolchain: what the tests need beyond it is installed first
+# (scripts/install-test-deps.sh). Fails, never skips, when something is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/install-test-deps.sh
+
+# Tests use the real third-party data beside the checkout (UT1 lists, request
+# corpora); they fail when it is missing rather than pass vacuously.
+if [ ! -f ../shared/data/ut1/PROVENANCE.md ]; then
+    echo "scripts/test.sh: ../shared/data is missing: the tests need the UT1 lists and request corpora" >&2
+    exit 1
+fi
+
+cargo test --workspace --locked
