@@ -1,0 +1,277 @@
+//! The `hallpass` command as a technician uses it: `check` and `explain` on the
+//! shipped configurations, with the real shipped lists.
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn hallpass(config: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_hallpass"))
+        .arg("-c")
+        .arg(config)
+        .args(args)
+        .env_remove("HALLPASS_CONFIG")
+        .output()
+        .expect("the hallpass binary runs")
+}
+
+fn primary() -> PathBuf {
+    root().join("config/hallpass.toml")
+}
+
+fn secondary() -> PathBuf {
+    root().join("config/secondary/hallpass.toml")
+}
+
+/// `explain --json` as parsed JSON, asserting exit 0.
+fn explain(config: &Path, who: &str, url: &str) -> serde_json::Value {
+    let out = hallpass(config, &["explain", "--json", "--as", who, url]);
+    assert!(
+        out.status.success(),
+        "explain failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("explain --json prints JSON")
+}
+
+#[test]
+fn both_shipped_configs_pass_check() {
+    for config in [primary(), secondary()] {
+        let out = hallpass(&config, &["check"]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success(),
+            "{}: check failed:\n{stderr}",
+            config.display()
+        );
+        assert!(
+            stdout.contains(": ok:") && stdout.contains("tests passed"),
+            "{stdout}"
+        );
+    }
+}
+
+#[test]
+fn ks1_is_allowlist_only() {
+    let v = explain(&primary(), "year1", "https://www.wikipedia.org/");
+    assert_eq!(v["verdict"], "block");
+    assert_eq!(v["rule"], "default");
+    assert_eq!(v["band"], "ks1");
+    let v = explain(&primary(), "year1", "https://www.cbeebies.com/");
+    assert_eq!(v["verdict"], "allow");
+    assert_eq!(v["rule"], "allow");
+    assert_eq!(v["matched"], "cbeebies.com");
+}
+
+#[test]
+fn twitter_is_an_approved_service_for_ks2_but_facebook_is_social_networking() {
+    let v = explain(&primary(), "year5", "https://twitter.com/");
+    assert_eq!(v["verdict"], "allow");
+    assert_eq!(v["rule"], "service");
+    assert_eq!(v["service"], "twitter");
+    let v = explain(&primary(), "year5", "https://www.facebook.com/");
+    assert_eq!(v["verdict"], "block");
+    assert_eq!(v["rule"], "category");
+    assert_eq!(v["category"], "social");
+    assert_eq!(v["matched"], "facebook.com");
+    // The deciding policy line: the `block = [...]` of band ks2 in the primary policy.
+    let source = v["source"].as_str().expect("source");
+    assert!(source.contains("primary/policy.toml:"), "{source}");
+}
+
+#[test]
+fn staff_may_use_facebook_in_the_secondary_example() {
+    let v = explain(&secondary(), "staff", "https://www.facebook.com/");
+    assert_eq!(v["verdict"], "allow");
+    assert_eq!(v["rule"], "service");
+    let v = explain(&secondary(), "year9", "https://www.facebook.com/");
+    assert_eq!(v["verdict"], "block");
+}
+
+#[test]
+fn locked_test_domains_block_staff_too() {
+    for config in [primary(), secondary()] {
+        for url in [
+            "https://child-abuse.hallpass-test.invalid/",
+            "http://WWW.Terrorism.hallpass-test.invalid./x",
+        ] {
+            let v = explain(&config, "staff", url);
+            assert_eq!(v["verdict"], "block", "{url}");
+            assert_eq!(v["rule"], "baseline", "{url}");
+        }
+    }
+}
+
+#[test]
+fn explain_json_has_the_documented_fields() {
+    let v = explain(&primary(), "year5", "https://www.facebook.com/");
+    for field in [
+        "verdict", "who", "group", "band", "rule", "category", "matched", "source",
+    ] {
+        assert!(v.get(field).is_some(), "missing {field}: {v}");
+    }
+    assert_eq!(v["who"], "year5");
+    assert_eq!(v["group"], "year5");
+}
+
+#[test]
+fn explain_text_names_the_rule_and_steps() {
+    let out = hallpass(
+        &primary(),
+        &["explain", "--as", "year5", "https://www.facebook.com/"],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with("BLOCK  https://www.facebook.com/"),
+        "{text}"
+    );
+    assert!(text.contains("category: social"), "{text}");
+    assert!(text.contains("5 category  match"), "{text}");
+}
+
+#[test]
+fn unknown_group_lists_the_known_ones() {
+    let out = hallpass(
+        &primary(),
+        &["explain", "--as", "year9", "https://example.com/"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("unknown user or group `year9`"), "{err}");
+    assert!(err.contains("reception, year1, year2"), "{err}");
+}
+
+#[test]
+fn an_unparseable_url_is_an_error_with_the_reason() {
+    for url in ["ftp://example.com/", "https://exa mple.com/", "not a url"] {
+        let out = hallpass(&primary(), &["explain", "--as", "year5", url]);
+        assert_eq!(out.status.code(), Some(2), "{url}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("cannot explain"), "{url}: {err}");
+    }
+}
+
+/// A copy of the primary config in a temporary folder, with list paths made absolute.
+fn scratch_config(edit_policy: impl Fn(String) -> String) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let lists = root().join("blocklists/lists");
+    let config = std::fs::read_to_string(primary())
+        .expect("shipped config")
+        .replace("\"../blocklists/lists", &format!("\"{}", lists.display()))
+        .replace("primary/policy.toml", "policy.toml");
+    std::fs::write(dir.path().join("hallpass.toml"), config).expect("write config");
+    let policy =
+        std::fs::read_to_string(root().join("config/primary/policy.toml")).expect("policy");
+    std::fs::write(dir.path().join("policy.toml"), edit_policy(policy)).expect("write policy");
+    let path = dir.path().join("hallpass.toml");
+    (dir, path)
+}
+
+#[test]
+fn check_reports_every_problem_with_file_line_col() {
+    let (_dir, config) = scratch_config(|p| {
+        p.replace(
+            "services = [\"twitter\", \"moderated-chat\"]",
+            "services = [\"twiter\", \"moderated-chat\"]",
+        )
+        .replace(
+            "year4 = { band = \"ks2\", label = \"Year 4\" }",
+            "year4 = { band = \"ks9\", label = \"Year 4\" }",
+        )
+        .replace("[allow]\nurls", "[allow]\nlocked = true\nurls")
+    });
+    let out = hallpass(&config, &["check"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    // A syntax/type error stops parsing; fix it and the rest are reported together.
+    assert!(
+        err.contains("policy.toml:") && err.contains("unknown field `locked`"),
+        "{err}"
+    );
+    let (_dir, config) = scratch_config(|p| {
+        p.replace(
+            "services = [\"twitter\", \"moderated-chat\"]",
+            "services = [\"twiter\", \"moderated-chat\"]",
+        )
+        .replace(
+            "year4 = { band = \"ks2\", label = \"Year 4\" }",
+            "year4 = { band = \"ks9\", label = \"Year 4\" }",
+        )
+    });
+    let out = hallpass(&config, &["check"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = err.lines().filter(|l| l.contains("policy.toml:")).collect();
+    assert_eq!(lines.len(), 2, "{err}");
+    assert!(
+        lines.iter().any(|l| l.contains("unknown service `twiter`")),
+        "{err}"
+    );
+    assert!(
+        lines.iter().any(|l| l.contains("unknown band `ks9`")),
+        "{err}"
+    );
+    for l in lines {
+        let mut parts = l.split(':').skip(1);
+        let line: u32 = parts
+            .next()
+            .and_then(|s| s.parse().ok())
+            .expect("line number");
+        let col: u32 = parts.next().and_then(|s| s.parse().ok()).expect("column");
+        assert!(line > 0 && col > 0, "{l}");
+    }
+}
+
+#[test]
+fn check_refuses_an_allow_entry_that_tries_to_open_a_locked_site() {
+    let (_dir, config) = scratch_config(|p| {
+        p.replace(
+            "domains = [\"scratch.mit.edu\"]",
+            "domains = [\"scratch.mit.edu\", \"child-abuse.hallpass-test.invalid\"]",
+        )
+    });
+    let out = hallpass(&config, &["check"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("allow entry `child-abuse.hallpass-test.invalid` has no effect"),
+        "{err}"
+    );
+    assert!(err.contains("locked baseline"), "{err}");
+}
+
+#[test]
+fn check_fails_a_policy_test_that_does_not_hold() {
+    // Removing `social` from KS2 must make the shipped facebook test fail.
+    let (_dir, config) = scratch_config(|p| {
+        p.replace(
+            "\"chat\", \"newsgroups\", \"social\",",
+            "\"chat\", \"newsgroups\",",
+        )
+    });
+    let out = hallpass(&config, &["check"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("test failed: https://www.facebook.com/ as year5: expected block (category), got allow (default)"), "{err}");
+}
+
+#[test]
+fn config_comes_from_the_environment_too() {
+    let out = Command::new(env!("CARGO_BIN_EXE_hallpass"))
+        .args([
+            "explain",
+            "--json",
+            "--as",
+            "staff",
+            "https://www.facebook.com/",
+        ])
+        .env("HALLPASS_CONFIG", secondary())
+        .output()
+        .expect("runs");
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["verdict"], "allow");
+}
