@@ -1,7 +1,7 @@
 //! Import: a third-party list tree in, a cleaned, canonical, deterministic tree out.
 //!
 //! Takes a UT1 / squidGuard tree (one folder per category) or a hosts file, and
-//! the host canonicaliser. Writes, per category, `domains`, `urls`,
+//! the host canonicaliser. Writes a cleaned hosts file, or, per category, `domains`, `urls`,
 //! `expressions` (and `very_restrictive_expression`, `usage` when present):
 //! - every entry canonicalised; lines the canonicaliser or the expression
 //!   compiler refuses are dropped and reported as `file:line: reason`;
@@ -151,7 +151,8 @@ pub fn import_squidguard_dir(
     Ok(reports)
 }
 
-/// Imports a hosts file as `destination/domains` (or `domains.gz`).
+/// Imports a hosts file into the hosts file `destination` (or `destination.gz`
+/// when over [`COMPRESS_OVER_BYTES`]), one `0.0.0.0 name` line per name.
 pub fn import_hosts_file(
     source: &Path,
     destination: &Path,
@@ -164,8 +165,15 @@ pub fn import_hosts_file(
             Ok(names) => Some(names.into_iter().collect::<Result<Vec<_>, _>>()),
             Err(reason) => Some(Err(reason)),
         });
-    create_dir(destination)?;
-    report.output = write_list(destination, "domains", &join_lines(&names))?;
+    let (Some(dir), Some(name)) = (destination.parent(), destination.file_name()) else {
+        return Err(ListError::Write {
+            path: destination.to_path_buf(),
+            source: std::io::Error::other("expected a file path"),
+        });
+    };
+    create_dir(dir)?;
+    let lines: Vec<String> = names.iter().map(|name| format!("0.0.0.0 {name}")).collect();
+    report.output = write_list(dir, &name.to_string_lossy(), &join_lines(&lines))?;
     Ok(report)
 }
 

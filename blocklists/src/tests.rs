@@ -366,3 +366,88 @@ fn empty_builder_matches_nothing() {
     assert_eq!(matcher.domain_count(), 0);
     assert!(matcher.list_counts().is_empty());
 }
+
+#[test]
+fn import_cleans_sorts_dedupes_compresses_and_skips_aliases() {
+    let root = temp_dir("import");
+    let tree = root.join("tree");
+    let cat = tree.join("cat");
+    fs::create_dir_all(&cat).expect("mkdir");
+    let mut domains = String::from("b.test\nWWW.B.TEST\na.test\nb.test\nbad!\n10.0.0.1\n");
+    for i in 0..20_000 {
+        domains.push_str(&format!("padding-entry-{i:05}.example\n"));
+    }
+    fs::write(cat.join("domains"), &domains).expect("write");
+    fs::write(cat.join("urls"), "z.test/Path\nsub.b.test/x\nz.test/path\n").expect("write");
+    fs::write(cat.join("expressions"), "ok\n(\nok\n").expect("write");
+    fs::write(cat.join("usage"), "black\n").expect("write");
+    fs::write(tree.join("alias"), "cat").expect("write");
+    #[cfg(unix)]
+    std::os::unix::fs::symlink("cat", tree.join("link")).expect("symlink");
+    assert_eq!(crate::import::category_dirs(&tree).expect("tree"), ["cat"]);
+
+    let canon = test_canon;
+    let out = root.join("out");
+    let run = || crate::import::import_squidguard_tree(&tree, &out, None, &canon);
+    let reports = run().expect("import");
+    assert_eq!(reports.len(), 1);
+    let files = &reports[0].files;
+    let (d, u, e) = (&files[0], &files[1], &files[2]);
+    assert_eq!((d.accepted, d.duplicates, d.covered), (20_005, 1, 1));
+    assert_eq!(d.written, 20_003);
+    assert_eq!(d.problems.len(), 1);
+    assert_eq!(d.problems[0].line, 5);
+    assert_eq!((u.written, u.duplicates, u.covered), (1, 1, 1));
+    assert_eq!((e.written, e.duplicates, e.problems.len()), (1, 1, 1));
+    assert_eq!(e.problems[0].line, 2);
+
+    let gz = out.join("cat/domains.gz");
+    assert_eq!(d.output.as_deref(), Some(gz.as_path()));
+    let first = fs::read(&gz).expect("gz written");
+    let text = crate::formats::read_list_file(&gz).expect("gz readable");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(&lines[..3], ["10.0.0.1", "a.test", "b.test"]);
+    assert!(
+        lines.windows(2).all(|w| w[0] < w[1]),
+        "sorted, no duplicates"
+    );
+    assert_eq!(
+        fs::read_to_string(out.join("cat/urls")).expect("urls"),
+        "z.test/path\n"
+    );
+    assert_eq!(
+        fs::read_to_string(out.join("cat/usage")).expect("usage"),
+        "black\n"
+    );
+
+    // Re-importing gives identical bytes, and the output loads as a category.
+    run().expect("second import");
+    assert_eq!(fs::read(&gz).expect("gz"), first);
+    let mut builder = Builder::new(&canon);
+    let report = builder
+        .add_squidguard_dir(0, &out.join("cat"))
+        .expect("loads");
+    assert!(report.problems.is_empty());
+    let matcher = builder.build().expect("compiles");
+    assert_eq!(matcher.host_mask("www.b.test"), 1);
+    assert_eq!(matcher.lookup("z.test", "/path/x"), 1);
+
+    // A hosts file becomes a cleaned hosts file.
+    let hosts = root.join("hosts");
+    fs::write(
+        &hosts,
+        "127.0.0.1 localhost\n0.0.0.0 B.test\n0.0.0.0 www.b.test\n10.0.0.1 x.test\n",
+    )
+    .expect("write");
+    let report = crate::import::import_hosts_file(&hosts, &out.join("h/list"), &canon)
+        .expect("hosts import");
+    assert_eq!(
+        (report.written, report.covered, report.problems.len()),
+        (1, 1, 1)
+    );
+    assert_eq!(
+        fs::read_to_string(out.join("h/list")).expect("written"),
+        "0.0.0.0 b.test\n"
+    );
+    let _ = fs::remove_dir_all(&root);
+}

@@ -91,3 +91,54 @@ fn real_ut1_tree_loads_every_category_once() {
         matcher.domain_count()
     );
 }
+
+#[test]
+fn shipped_lists_load_without_problems() {
+    let lists = Path::new(env!("CARGO_MANIFEST_DIR")).join("lists");
+    let canon = lower_case;
+    let mut builder = Builder::new(&canon);
+    let mut problems = Vec::new();
+    let mut id = 0u8;
+    for source in ["ut1", "baseline"] {
+        let dir = lists.join(source);
+        for category in import::category_dirs(&dir).expect("shipped source") {
+            let report = builder
+                .add_squidguard_dir(id, &dir.join(&category))
+                .unwrap_or_else(|e| panic!("{category}: {e}"));
+            assert!(report.entries > 0, "{source}/{category} is empty");
+            problems.extend(report.problems);
+            id += 1;
+        }
+        assert!(
+            lists.join(source).join("README.md").is_file()
+                || lists.join(source).join("PROVENANCE.md").is_file()
+        );
+    }
+    let porn = builder
+        .add_hosts_file(id, &lists.join("sinfonietta/pornography.gz"))
+        .expect("sinfonietta list");
+    problems.extend(porn.problems);
+    assert!(porn.entries > 40_000);
+    assert!(problems.is_empty(), "{problems:?}");
+    let matcher = builder.build().expect("shipped lists compile");
+    for host in [
+        "child-abuse.hallpass-test.invalid",
+        "terrorism.hallpass-test.invalid",
+    ] {
+        assert_ne!(matcher.host_mask(host), 0, "{host}");
+    }
+    let url = matcher.lookup("baseline-url.hallpass-test.invalid", "/terrorism/page");
+    assert_ne!(url, 0);
+    assert_eq!(
+        matcher.lookup("baseline-url.hallpass-test.invalid", "/terrorismx"),
+        0
+    );
+    for file in [
+        "ut1/LICENSE.pdf",
+        "ut1/LICENSE.md",
+        "sinfonietta/LICENSE",
+        "sinfonietta/PROVENANCE.md",
+    ] {
+        assert!(lists.join(file).is_file(), "{file}");
+    }
+}
