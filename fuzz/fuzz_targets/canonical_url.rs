@@ -1,0 +1,13 @@
+//! Fuzz target `canonical_url`: see `hallpass_fuzz::canonical_url` for the invariants.
+//!
+//! Under cargo-fuzz (`--cfg fuzzing`) this is a libFuzzer harness; otherwise
+//! it replays the files or directories named on the command line.
+#![cfg_attr(fuzzing, no_main)]
+
+#[cfg(fuzzing)]
+libfuzzer_sys::fuzz_target!(|data: &[u8]| hallpass_fuzz::canonical_url(data));
+
+#[cfg(not(fuzzing))]
+fn main() {
+    hallpass_fuzz::replay_args(hallpass_fuzz::canonical_url);
+}
