@@ -83,7 +83,13 @@ pub fn run(config: &Path, args: Args) -> anyhow::Result<ExitCode> {
     }
     println!("steps (first match decides):");
     for s in &e.steps {
-        let mark = if s.matched { "match" } else { "-" };
+        let mark = if s.rank == v.rank {
+            "DECIDES"
+        } else if s.matched {
+            "match"
+        } else {
+            "-"
+        };
         println!(
             "  {} {:<9} {:<5} {}",
             s.rank as u8,

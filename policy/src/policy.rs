@@ -1042,7 +1042,7 @@ impl Policy {
                 category: None,
                 service: Some(service.name.clone()),
                 matched: Some((**host).into()),
-                reason: format!("{} is an approved service for your group.", service.name).into(),
+                reason: format!("Approved service for your group: {}.", service.name).into(),
                 rule: at.clone(),
             };
         }
