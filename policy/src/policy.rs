@@ -416,7 +416,13 @@ impl<'t> Compiler<'t> {
             );
             return None;
         };
-        let valid = |s: &str| crate::config::valid_source_name(s) || s.contains('.');
+        // A list name becomes a path component under its source: letters, digits,
+        // `-`, `_` and inner dots only, so it can never climb out of the source.
+        let valid = |s: &str| {
+            !s.starts_with('.')
+                && s.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b))
+        };
         if !crate::config::valid_source_name(source)
             || list.is_empty()
             || !valid(list)

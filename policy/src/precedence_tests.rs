@@ -308,6 +308,17 @@ fn compile_errors_are_located() {
             "[allow]\ndomains = [\"locked.test\", \"denied.test\"]",
             "allow entry `denied.test` has no effect: the same entry is denied",
         ),
+        // A list name is a path component under its source: it must not climb out.
+        (
+            "lists = [\"ut1:games\"]",
+            "lists = [\"ut1:../games\"]",
+            "list reference `ut1:../games` must be",
+        ),
+        (
+            "lists = [\"ut1:games\"]",
+            "lists = [\"ut1:a/b\"]",
+            "list reference `ut1:a/b` must be",
+        ),
     ];
     for (from, to, expect) in cases {
         assert!(POLICY.contains(from), "fixture lacks {from:?}");
