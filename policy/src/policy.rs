@@ -838,7 +838,7 @@ impl Policy {
             }
         }
         // Most specific network first, so a classroom /26 inside a school /16 wins.
-        subnets.sort_by(|a, b| b.prefix.cmp(&a.prefix));
+        subnets.sort_by_key(|s| std::cmp::Reverse(s.prefix));
 
         let mut no_intercept = HashSet::new();
         for d in &raw.no_intercept.domains {
