@@ -6,7 +6,7 @@
 //! this crate does no I/O). Refused, with `file:line:col`: unknown keys, a wrong
 //! version, a list source without a path, an unknown list format.
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -53,23 +53,241 @@ pub struct ListSource {
     pub at: Location,
 }
 
-/// `[proxy]`: how the proxy listens and what it may dial.
+/// `[proxy]`: how the proxy listens, how long it waits and what it may dial.
+///
+/// Every key is optional; the defaults are the ones a school should run with.
+/// Durations are written as text: `"10s"`, `"250ms"`, `"5m"`.
 #[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct ProxySection {
-    /// Addresses to listen on.
-    #[serde(default = "default_listen")]
+    /// Addresses to listen on. Default: `["127.0.0.1:3128"]`.
     pub listen: Vec<SocketAddr>,
+    /// Other names clients use to reach the proxy itself (e.g. `proxy.school.lan`),
+    /// so `http://<name>:<port>/hallpass-ca.crt` is answered by the proxy instead
+    /// of being forwarded. The listen addresses always count. Default: none.
+    pub names: Vec<String>,
+    /// Destination ports a request or a CONNECT may name. Default: `[80, 443]`.
+    /// Everything else (SMTP, SSH, the proxy's own port, ...) is refused before any
+    /// name is resolved.
+    pub allowed_ports: Vec<u16>,
+    /// Open connections one client address may hold at once; more are closed at
+    /// accept. Default: 256 (a browser opens 6 per host; shared NAT needs more).
+    pub max_connections_per_ip: u32,
+    /// Open client connections in total; more wait in the kernel's backlog.
+    /// Default: 10000.
+    pub max_connections: u32,
+    /// How long a client may take to send a whole request head, and how long an
+    /// idle keep-alive connection is kept between requests. Default: `"10s"`.
+    pub header_read_timeout: Duration,
+    /// How long dialling an upstream TCP connection may take. Default: `"10s"`.
+    pub connect_timeout: Duration,
+    /// How long a TLS handshake may take (ClientHello from the client, the
+    /// upstream handshake). Default: `"10s"`.
+    pub tls_handshake_timeout: Duration,
+    /// How long a tunnel or an upstream response may be silent in both
+    /// directions before it is closed. Default: `"5m"`.
+    pub idle_timeout: Duration,
+    /// On shutdown, how long in-flight requests may take to finish before their
+    /// connections are closed. Default: `"10s"`.
+    pub shutdown_grace: Duration,
+    /// Intercept HTTPS with the school CA (needed to decide on whole HTTPS URLs, to
+    /// show the block page inside HTTPS and to force safe search). When off, CONNECT
+    /// tunnels are spliced and decided on the host name and the TLS SNI only.
+    /// Default: true.
+    pub intercept: bool,
+    /// Leaf certificates minted for intercepted hosts are valid for this many days.
+    /// Default: 7.
+    pub leaf_days: u32,
+    /// How many leaf certificates are kept in memory. Default: 10000.
+    pub leaf_cache_size: usize,
+    /// Extra PEM files of root certificates trusted for upstream TLS, on top of the
+    /// built-in Mozilla roots (e.g. a school's internal CA). Relative to this file.
+    pub upstream_roots: Vec<PathBuf>,
+    /// Destinations that are normally refused (loopback, private, link-local
+    /// ranges) but may be dialled: a CIDR (`"10.0.0.0/8"`) opens that range on the
+    /// allowed ports; an address with a port (`"127.0.0.1:8080"`) opens exactly
+    /// that address and port. The proxy's own listeners stay refused. Default: none.
+    pub dangerous_allow_destinations: Vec<DestinationRule>,
+    /// The "ask for a review" link on the block page; `{ref}` is replaced by the
+    /// block's reference and `{url}` by the blocked URL (percent-encoded). Default:
+    /// the proxy's own review page.
+    pub review_url: Option<String>,
+    /// How many block events may wait for the event sink before new ones go to the
+    /// spool file. Default: 4096.
+    pub event_queue: usize,
 }
 
 impl Default for ProxySection {
     fn default() -> Self {
-        ProxySection { listen: default_listen() }
+        ProxySection {
+            listen: vec![SocketAddr::from(([127, 0, 0, 1], 3128))],
+            names: Vec::new(),
+            allowed_ports: vec![80, 443],
+            max_connections_per_ip: 256,
+            max_connections: 10_000,
+            header_read_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(10),
+            tls_handshake_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(300),
+            shutdown_grace: Duration::from_secs(10),
+            intercept: true,
+            leaf_days: 7,
+            leaf_cache_size: 10_000,
+            upstream_roots: Vec::new(),
+            dangerous_allow_destinations: Vec::new(),
+            review_url: None,
+            event_queue: 4096,
+        }
     }
 }
 
-fn default_listen() -> Vec<SocketAddr> {
-    vec![SocketAddr::from(([127, 0, 0, 1], 3128))]
+/// A span of time written as text (`"10s"`, `"250ms"`, `"5m"`, `"1h"`).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(try_from = "String")]
+pub struct Duration(pub std::time::Duration);
+
+impl Duration {
+    /// `secs` seconds.
+    pub const fn from_secs(secs: u64) -> Duration {
+        Duration(std::time::Duration::from_secs(secs))
+    }
+}
+
+impl TryFrom<String> for Duration {
+    type Error = String;
+    fn try_from(text: String) -> Result<Duration, String> {
+        text.parse()
+    }
+}
+
+impl std::str::FromStr for Duration {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Duration, String> {
+        let unit_at = text
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len());
+        let (digits, unit) = text.split_at(unit_at);
+        let expected =
+            || format!("expected a duration like \"10s\", \"250ms\" or \"5m\", found {text:?}");
+        let n: u64 = digits.parse().map_err(|_| expected())?;
+        let d = match unit {
+            "ms" => std::time::Duration::from_millis(n),
+            "s" => std::time::Duration::from_secs(n),
+            "m" => std::time::Duration::from_secs(n.saturating_mul(60)),
+            "h" => std::time::Duration::from_secs(n.saturating_mul(3600)),
+            _ => return Err(expected()),
+        };
+        if d.is_zero() {
+            return Err(format!("a duration must be more than zero, found {text:?}"));
+        }
+        Ok(Duration(d))
+    }
+}
+
+/// One entry of `dangerous_allow_destinations`.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub enum DestinationRule {
+    /// Every address in a range, on the allowed ports.
+    Range(IpCidr),
+    /// Exactly this address and port.
+    Exact(SocketAddr),
+}
+
+impl DestinationRule {
+    /// Whether this rule opens `addr`. `port_allowed` says whether the port is
+    /// one of `allowed_ports` (a range only opens those; an exact rule names its own).
+    pub fn opens(&self, addr: SocketAddr, port_allowed: bool) -> bool {
+        match self {
+            DestinationRule::Range(cidr) => port_allowed && cidr.contains(addr.ip()),
+            DestinationRule::Exact(exact) => {
+                canonical_ip(exact.ip()) == canonical_ip(addr.ip()) && exact.port() == addr.port()
+            }
+        }
+    }
+}
+
+impl TryFrom<String> for DestinationRule {
+    type Error = String;
+    fn try_from(text: String) -> Result<DestinationRule, String> {
+        if let Ok(addr) = text.parse::<SocketAddr>() {
+            return Ok(DestinationRule::Exact(addr));
+        }
+        text.parse::<IpCidr>().map(DestinationRule::Range).map_err(|_| {
+            format!("expected a CIDR range like \"10.0.0.0/8\" or an address with a port like \"127.0.0.1:8080\", found {text:?}")
+        })
+    }
+}
+
+/// An IP address range in CIDR notation (`10.0.0.0/8`, `fd00::/8`).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct IpCidr {
+    network: IpAddr,
+    prefix: u8,
+}
+
+impl IpCidr {
+    /// Whether `ip` is in the range (IPv4-mapped IPv6 addresses count as IPv4).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.network, canonical_ip(ip)) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                prefix_bits_equal(&net.octets(), &ip.octets(), self.prefix)
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                prefix_bits_equal(&net.octets(), &ip.octets(), self.prefix)
+            }
+            _ => false,
+        }
+    }
+}
+
+impl std::str::FromStr for IpCidr {
+    type Err = String;
+    fn from_str(text: &str) -> Result<IpCidr, String> {
+        let (addr, prefix) = text
+            .split_once('/')
+            .ok_or_else(|| format!("expected address/prefix, found {text:?}"))?;
+        let network: IpAddr = addr
+            .parse()
+            .map_err(|_| format!("expected an IP address, found {addr:?}"))?;
+        let max = if network.is_ipv4() { 32 } else { 128 };
+        let prefix: u8 = prefix
+            .parse()
+            .ok()
+            .filter(|p| *p <= max && !prefix.starts_with('+'))
+            .ok_or_else(|| format!("expected a prefix length from 0 to {max}, found {prefix:?}"))?;
+        Ok(IpCidr {
+            network: canonical_ip(network),
+            prefix,
+        })
+    }
+}
+
+impl std::fmt::Display for IpCidr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.network, self.prefix)
+    }
+}
+
+/// IPv4-mapped IPv6 addresses are the IPv4 address they carry.
+fn canonical_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+fn prefix_bits_equal(a: &[u8], b: &[u8], prefix: u8) -> bool {
+    let full = usize::from(prefix / 8);
+    let rest = prefix % 8;
+    if a[..full] != b[..full] {
+        return false;
+    }
+    if rest == 0 {
+        return true;
+    }
+    let mask = 0xffu8 << (8 - rest);
+    (a[full] & mask) == (b[full] & mask)
 }
 
 #[derive(Deserialize)]
@@ -100,25 +318,49 @@ impl Config {
         if *raw.version.get_ref() != CONFIG_VERSION {
             problems.push(
                 Location::at_offset(&file, text, raw.version.span().start),
-                format!("unsupported config version {}: this build reads version {CONFIG_VERSION}", raw.version.get_ref()),
+                format!(
+                    "unsupported config version {}: this build reads version {CONFIG_VERSION}",
+                    raw.version.get_ref()
+                ),
             );
         }
         let mut lists = BTreeMap::new();
         for (name, source) in raw.lists {
             let at = Location::at_offset(&file, text, source.span().start);
             if !valid_source_name(&name) {
-                problems.push(at.clone(), format!("list source name `{name}` must be lower-case letters, digits, `-` or `_`"));
+                problems.push(
+                    at.clone(),
+                    format!(
+                        "list source name `{name}` must be lower-case letters, digits, `-` or `_`"
+                    ),
+                );
             }
             let source = source.into_inner();
-            lists.insert(name, ListSource { format: source.format, path: source.path, at });
+            lists.insert(
+                name,
+                ListSource {
+                    format: source.format,
+                    path: source.path,
+                    at,
+                },
+            );
         }
-        problems.into_result(Config { file, policy: raw.policy, state_dir: raw.state_dir, lists, proxy: raw.proxy })
+        problems.into_result(Config {
+            file,
+            policy: raw.policy,
+            state_dir: raw.state_dir,
+            lists,
+            proxy: raw.proxy,
+        })
     }
 }
 
 /// Whether `name` is a valid list-source or list name: `[a-z0-9_-]+`.
 pub(crate) fn valid_source_name(name: &str) -> bool {
-    !name.is_empty() && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
 
 /// Turns a TOML syntax or type error into a located problem.
@@ -170,7 +412,60 @@ listen = ["127.0.0.1:3128", "[::1]:3128"]
     fn wrong_version_is_refused() {
         let text = GOOD.replace("version = 1", "version = 2");
         let err = Config::parse("c.toml", &text).expect_err("version 2");
-        assert!(err.to_string().starts_with("c.toml:2:11: unsupported config version 2"), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("c.toml:2:11: unsupported config version 2"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn proxy_defaults_and_durations() {
+        let c = Config::parse(
+            "c.toml",
+            "version = 1\npolicy = \"p.toml\"\nstate_dir = \"s\"\n",
+        )
+        .expect("minimal config");
+        assert_eq!(c.proxy.allowed_ports, vec![80, 443]);
+        assert!(c.proxy.intercept);
+        let text = GOOD.replace(
+            "[proxy]\n",
+            "[proxy]\nheader_read_timeout = \"250ms\"\nidle_timeout = \"2m\"\n",
+        );
+        let c = Config::parse("c.toml", &text).expect("durations");
+        assert_eq!(
+            c.proxy.header_read_timeout.0,
+            std::time::Duration::from_millis(250)
+        );
+        assert_eq!(c.proxy.idle_timeout.0, std::time::Duration::from_secs(120));
+        let text = GOOD.replace("[proxy]\n", "[proxy]\nconnect_timeout = \"10 s\"\n");
+        let err = Config::parse("c.toml", &text).expect_err("bad duration");
+        assert!(err.to_string().starts_with("c.toml:11:19:"), "{err}");
+    }
+
+    #[test]
+    fn destination_rules_parse_and_match() {
+        let text = GOOD.replace(
+            "[proxy]\n",
+            "[proxy]\ndangerous_allow_destinations = [\"127.0.0.0/8\", \"[::1]:8443\", \"10.1.0.0/16\"]\n",
+        );
+        let c = Config::parse("c.toml", &text).expect("rules");
+        let rules = &c.proxy.dangerous_allow_destinations;
+        let at = |s: &str| s.parse::<SocketAddr>().expect("test address");
+        assert!(rules[0].opens(at("127.0.0.5:80"), true));
+        assert!(!rules[0].opens(at("127.0.0.5:8080"), false));
+        assert!(rules[1].opens(at("[::1]:8443"), false));
+        assert!(!rules[1].opens(at("[::1]:8444"), false));
+        assert!(rules[2].opens(at("10.1.200.3:443"), true));
+        assert!(!rules[2].opens(at("10.2.0.1:443"), true));
+        assert!(rules[0].opens(at("[::ffff:127.0.0.1]:80"), true));
+        for bad in ["10.0.0.0/33", "10.0.0.0", "localhost:80", "10.0.0.0/+8"] {
+            let text = GOOD.replace(
+                "[proxy]\n",
+                &format!("[proxy]\ndangerous_allow_destinations = [{bad:?}]\n"),
+            );
+            assert!(Config::parse("c.toml", &text).is_err(), "{bad}");
+        }
     }
 
     #[test]

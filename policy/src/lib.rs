@@ -23,6 +23,7 @@
 
 pub mod config;
 pub mod decide;
+pub mod event;
 pub mod host;
 mod model;
 pub mod policy;

@@ -1,0 +1,331 @@
+//! Forward: re-framed requests to the origin and its responses back.
+//!
+//! In: an allowed request (parts and streaming body), its canonical URL and the
+//! band. Out: the origin's response with hop-by-hop headers and `Alt-Svc`
+//! removed, or an [`UpstreamError`]. What is sent upstream is rebuilt:
+//! origin-form (or absolute for h2) URI, `Host` from the canonical authority,
+//! without the hop-by-hop headers (`Connection` and every header it names,
+//! `Keep-Alive`, `Proxy-Connection`, `TE`, `Trailer`, `Upgrade`), without
+//! `Proxy-Authorization`, and without the client's `Content-Length`,
+//! `Transfer-Encoding` and `Expect`: hyper frames the body itself, so the
+//! client's framing never reaches an origin. Bodies are streamed, never buffered.
+use std::sync::Arc;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::request::Parts;
+use http::{Request, Response, Uri, Version};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
+use policy::event::BlockKind;
+use policy::host::CanonicalHost;
+use policy::url::Scheme;
+use policy::{Band, CanonicalUrl};
+
+use crate::auth::Identity;
+use crate::block::PageKind;
+use crate::framing::REJECTED_HEADER;
+use crate::idle::{Activity, Clock};
+use crate::listen::Phase;
+use crate::request::{ConnInfo, Refusal, Shared};
+use crate::upstream::UpstreamError;
+use crate::{Body, safe_search, target};
+
+/// Headers that describe one connection, never forwarded (RFC 9110 §7.6.1), plus
+/// the proxy's own credentials and framing, which hyper rebuilds.
+const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authorization",
+    "proxy-authenticate",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Removes the hop-by-hop headers, including every header `Connection` names.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
+        .collect();
+    for name in &named {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+/// The request an origin gets.
+pub(crate) fn upstream_request(
+    mut parts: Parts,
+    body: Body,
+    uri: Uri,
+    version: Version,
+    host_header: Option<&str>,
+    extra: &[(HeaderName, HeaderValue)],
+) -> Result<Request<Body>, UpstreamError> {
+    strip_hop_by_hop(&mut parts.headers);
+    for name in [header::HOST, header::CONTENT_LENGTH, header::EXPECT] {
+        parts.headers.remove(name);
+    }
+    parts.headers.remove(REJECTED_HEADER);
+    if let Some(host) = host_header {
+        let value = HeaderValue::from_str(host).map_err(|e| UpstreamError::Exchange {
+            host: host.to_string(),
+            message: e.to_string(),
+        })?;
+        parts.headers.insert(header::HOST, value);
+    }
+    for (name, value) in extra {
+        parts.headers.insert(name.clone(), value.clone());
+    }
+    parts.uri = uri;
+    parts.version = version;
+    Ok(Request::from_parts(parts, body))
+}
+
+/// The response a client gets: hop-by-hop headers and `Alt-Svc` removed (a
+/// client told about HTTP/3 would try QUIC, which the proxy cannot see into).
+pub(crate) fn client_response(response: Response<Incoming>) -> Response<Body> {
+    let (mut parts, body) = response.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    parts.headers.remove(header::ALT_SVC);
+    parts.version = Version::HTTP_11;
+    Response::from_parts(parts, body.map_err(Into::into).boxed())
+}
+
+/// A kept upstream connection of a client connection (plain HTTP).
+pub(crate) struct PlainUpstream {
+    host: CanonicalHost,
+    port: u16,
+    sender: http1::SendRequest<Body>,
+}
+
+/// Forwards an allowed plain-HTTP request.
+pub(crate) async fn plain(
+    shared: &Arc<Shared>,
+    conn: &ConnInfo,
+    url: &CanonicalUrl,
+    band: &Band,
+    parts: Parts,
+    body: Incoming,
+) -> Result<Response<Body>, UpstreamError> {
+    let original = parts
+        .uri
+        .path_and_query()
+        .map_or("/", |pq| pq.as_str())
+        .to_string();
+    let rewrite = safe_search::rewrite(band, url.host(), &original);
+    let path_and_query = rewrite.path_and_query.as_deref().unwrap_or(&original);
+    let uri: Uri = path_and_query
+        .parse()
+        .map_err(|e: http::uri::InvalidUri| exchange(url.host(), e))?;
+    let host_header = target::host_header_text(url.host(), url.port(), Scheme::Http);
+    let body = body.map_err(Into::into).boxed();
+    let mut req = upstream_request(
+        parts,
+        body,
+        uri,
+        Version::HTTP_11,
+        Some(&host_header),
+        &rewrite.headers,
+    )?;
+
+    let kept = conn
+        .plain_upstream
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take();
+    let mut sender = match kept {
+        Some(k) if &k.host == url.host() && k.port == url.port() && k.sender.is_ready() => k.sender,
+        _ => dial_plain(shared, url.host(), url.port()).await?,
+    };
+    let response = match sender.try_send_request(req).await {
+        Ok(response) => response,
+        Err(mut e) => match e.take_message() {
+            // The kept connection was closed by the origin before the request
+            // went out: the request is intact, so one fresh connection is safe.
+            Some(unsent) => {
+                req = unsent;
+                sender = dial_plain(shared, url.host(), url.port()).await?;
+                sender
+                    .send_request(req)
+                    .await
+                    .map_err(|e| exchange(url.host(), e))?
+            }
+            None => return Err(exchange(url.host(), e.into_error())),
+        },
+    };
+    *conn
+        .plain_upstream
+        .lock()
+        .unwrap_or_else(|p| p.into_inner()) = Some(PlainUpstream {
+        host: url.host().clone(),
+        port: url.port(),
+        sender,
+    });
+    Ok(client_response(response))
+}
+
+fn exchange(host: &CanonicalHost, e: impl std::fmt::Display) -> UpstreamError {
+    UpstreamError::Exchange {
+        host: host.to_string(),
+        message: e.to_string(),
+    }
+}
+
+async fn dial_plain(
+    shared: &Arc<Shared>,
+    host: &CanonicalHost,
+    port: u16,
+) -> Result<http1::SendRequest<Body>, UpstreamError> {
+    let (stream, _addr) = shared.dialer.dial(host, port).await?;
+    handshake_http1(shared, host, stream).await
+}
+
+/// An HTTP/1.1 client connection on a connected stream, driven by its own task
+/// that ends when the connection closes, goes idle, or the server stops.
+pub(crate) async fn handshake_http1<S>(
+    shared: &Arc<Shared>,
+    host: &CanonicalHost,
+    stream: S,
+) -> Result<http1::SendRequest<Body>, UpstreamError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let clock = Clock::new();
+    let io = TokioIo::new(Activity::new(stream, clock.clone()));
+    let (sender, connection) = http1::Builder::new()
+        .handshake(io)
+        .await
+        .map_err(|e| exchange(host, e))?;
+    spawn_driver(shared, connection, clock);
+    Ok(sender)
+}
+
+/// An HTTP/2 client connection, as [`handshake_http1`].
+pub(crate) async fn handshake_http2<S>(
+    shared: &Arc<Shared>,
+    host: &CanonicalHost,
+    stream: S,
+) -> Result<hyper::client::conn::http2::SendRequest<Body>, UpstreamError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let clock = Clock::new();
+    let io = TokioIo::new(Activity::new(stream, clock.clone()));
+    let (sender, connection) =
+        hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .handshake(io)
+            .await
+            .map_err(|e| exchange(host, e))?;
+    spawn_driver(shared, connection, clock);
+    Ok(sender)
+}
+
+fn spawn_driver<C, E>(shared: &Arc<Shared>, connection: C, clock: Arc<Clock>)
+where
+    C: std::future::Future<Output = Result<(), E>> + Send + 'static,
+    E: std::fmt::Display,
+{
+    let idle = shared.settings.idle_timeout;
+    let mut phase = shared.phase.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            result = connection => if let Err(e) = result {
+                tracing::debug!(error = %e, "upstream connection ended with an error");
+            },
+            () = clock.expired(idle) => tracing::debug!("upstream connection idle: closed"),
+            _ = phase.wait_for(|p| *p == Phase::Stopped) => {}
+        }
+    });
+}
+
+/// The page for an upstream that was refused (403, a block event) or could not
+/// be reached (502, no event).
+pub(crate) fn upstream_failure_page(
+    shared: &Shared,
+    conn: &ConnInfo,
+    identity: &Identity,
+    band: &Band,
+    url: &CanonicalUrl,
+    method: &str,
+    e: &UpstreamError,
+) -> Response<Body> {
+    tracing::info!(error = %e, "upstream failed");
+    let (kind, page, reason) = failure_words(e);
+    shared.refuse(
+        conn,
+        Some(identity),
+        Some(&band.name),
+        Refusal {
+            kind,
+            page,
+            reason: &reason,
+            url: url.redacted(),
+            method,
+            verdict: None,
+        },
+    )
+}
+
+/// How an upstream failure is shown.
+pub(crate) fn failure_words(e: &UpstreamError) -> (BlockKind, PageKind, String) {
+    match e {
+        UpstreamError::PortNotAllowed(port) => {
+            (BlockKind::Destination, PageKind::Blocked, format!("the web filter does not open connections to port {port}"))
+        }
+        UpstreamError::Forbidden { .. } => (
+            BlockKind::Destination,
+            PageKind::Blocked,
+            "this address points inside the school network or at the filter itself, which the web filter does not open".into(),
+        ),
+        UpstreamError::Tls { reason, .. } => (BlockKind::UpstreamCertificate, PageKind::UpstreamCertificate, reason.clone()),
+        UpstreamError::Resolve { .. } | UpstreamError::NoAddress(_) => {
+            (BlockKind::Destination, PageKind::Unreachable, "the site's name could not be found".into())
+        }
+        UpstreamError::Connect { source, .. } if source.kind() == std::io::ErrorKind::TimedOut => {
+            (BlockKind::Destination, PageKind::Unreachable, "the site did not answer in time".into())
+        }
+        UpstreamError::Connect { .. } => (BlockKind::Destination, PageKind::Unreachable, "the site refused the connection".into()),
+        UpstreamError::Exchange { .. } => {
+            (BlockKind::Destination, PageKind::Unreachable, "the site closed the connection before answering".into())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_and_the_ones_connection_names_are_removed() {
+        let mut h = HeaderMap::new();
+        for (n, v) in [
+            ("connection", "keep-alive, X-Secret"),
+            ("keep-alive", "timeout=5"),
+            ("x-secret", "1"),
+            ("proxy-authorization", "Basic dTpw"),
+            ("proxy-connection", "keep-alive"),
+            ("te", "trailers"),
+            ("transfer-encoding", "chunked"),
+            ("upgrade", "h2c"),
+            ("accept", "*/*"),
+        ] {
+            h.append(HeaderName::from_static(n), HeaderValue::from_static(v));
+        }
+        strip_hop_by_hop(&mut h);
+        assert_eq!(
+            h.keys().map(|k| k.as_str()).collect::<Vec<_>>(),
+            vec!["accept"]
+        );
+    }
+}

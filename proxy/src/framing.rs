@@ -1,0 +1,964 @@
+//! Request framing: the strict reading of HTTP/1.1 request heads and bodies that
+//! runs *before* hyper parses them.
+//!
+//! In: the raw bytes a client sends on an HTTP/1 connection (plain or inside an
+//! intercepted tunnel). Out: the same bytes, released to hyper one validated head
+//! at a time, or a synthetic request that names the [`Violation`] so the
+//! connection answers 400/431 with a short reason and closes.
+//!
+//! Refused, because two parsers could read them two ways (request smuggling):
+//! `Content-Length` together with `Transfer-Encoding` (hyper accepts it: measured),
+//! any transfer coding other than exactly one `chunked`, malformed or conflicting
+//! `Content-Length`, bare LF line ends, obs-fold, invalid header names or value
+//! bytes, underscore look-alikes of the framing headers, a repeated `Host`, chunk
+//! sizes that are not plain hex (chunk extensions included), request trailers, and
+//! heads over 64 KiB or 100 headers (431). Nothing here trusts hyper to be strict;
+//! hyper then re-frames every forwarded message, so what reaches an origin is never
+//! the client's framing.
+//!
+//! A violation in a head is answered in order (earlier pipelined requests finish
+//! first). A violation inside a chunked body cannot be answered (a response may
+//! already be under way), so the connection is cut; the head of a chunked request
+//! is held back until its first chunk-size line has been checked, so a malformed
+//! first chunk never reaches an origin at all.
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// Size limits for one request head.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest head (request line, headers, final empty line), in bytes.
+    pub max_head_bytes: usize,
+    /// Most header lines in one head.
+    pub max_headers: usize,
+}
+
+impl Default for Limits {
+    /// 64 KiB and 100 headers: far above what browsers send (a few KiB), low
+    /// enough that a client cannot make the proxy hold much per connection.
+    fn default() -> Self {
+        Limits {
+            max_head_bytes: 64 * 1024,
+            max_headers: 100,
+        }
+    }
+}
+
+/// Why a request was refused before hyper saw it.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, thiserror::Error)]
+pub enum Violation {
+    /// The request line is not `METHOD SP target SP HTTP/1.x`.
+    #[error("malformed request line: expected `METHOD target HTTP/1.1`")]
+    BadRequestLine,
+    /// A line ends in LF without CR.
+    #[error("bare line feed: lines must end in CR LF")]
+    BareLineFeed,
+    /// A header line starts with whitespace (obsolete line folding).
+    #[error("obsolete line folding in a header: not accepted")]
+    ObsFold,
+    /// A header name is empty or has a byte outside the token characters.
+    #[error("invalid header name: expected token characters before `:`")]
+    InvalidHeaderName,
+    /// A header value holds a control byte.
+    #[error("invalid byte in a header value")]
+    InvalidHeaderValue,
+    /// A header name is a framing header spelt with `_` (`content_length`).
+    #[error("header name looks like a framing header spelt with `_`")]
+    FramingLookalike,
+    /// Both `Content-Length` and `Transfer-Encoding`.
+    #[error("both content-length and transfer-encoding: expected at most one")]
+    LengthAndTransferEncoding,
+    /// A transfer coding other than exactly one final `chunked`.
+    #[error("transfer-encoding must be exactly `chunked`")]
+    BadTransferEncoding,
+    /// `Content-Length` is not a plain decimal number.
+    #[error("malformed content-length: expected digits")]
+    BadContentLength,
+    /// Two `Content-Length` headers disagree.
+    #[error("conflicting content-length headers")]
+    ConflictingContentLength,
+    /// More than one `Host` header.
+    #[error("more than one host header")]
+    RepeatedHost,
+    /// A header name this proxy reserves for itself.
+    #[error("reserved header name")]
+    ReservedHeader,
+    /// A `CONNECT` request that announces a body.
+    #[error("connect request with a body")]
+    ConnectWithBody,
+    /// A chunk-size line that is not 1 to 16 hex digits.
+    #[error("malformed chunk size: expected 1 to 16 hex digits")]
+    BadChunkSize,
+    /// Chunk data not followed by CR LF, or a trailer section.
+    #[error("malformed chunk: expected CR LF after the data and no trailers")]
+    BadChunk,
+    /// The head is over the byte limit.
+    #[error("request head too large: the limit is 65536 bytes")]
+    HeadTooLarge,
+    /// The head has too many header lines.
+    #[error("too many headers: the limit is 100")]
+    TooManyHeaders,
+}
+
+impl Violation {
+    const ALL: [Violation; 17] = [
+        Violation::BadRequestLine,
+        Violation::BareLineFeed,
+        Violation::ObsFold,
+        Violation::InvalidHeaderName,
+        Violation::InvalidHeaderValue,
+        Violation::FramingLookalike,
+        Violation::LengthAndTransferEncoding,
+        Violation::BadTransferEncoding,
+        Violation::BadContentLength,
+        Violation::ConflictingContentLength,
+        Violation::RepeatedHost,
+        Violation::ReservedHeader,
+        Violation::ConnectWithBody,
+        Violation::BadChunkSize,
+        Violation::BadChunk,
+        Violation::HeadTooLarge,
+        Violation::TooManyHeaders,
+    ];
+
+    /// The status a client gets: 431 for the size limits, 400 otherwise.
+    pub fn status(self) -> u16 {
+        match self {
+            Violation::HeadTooLarge | Violation::TooManyHeaders => 431,
+            _ => 400,
+        }
+    }
+
+    /// A short stable name, carried in the synthetic request and used as a log field.
+    pub fn code(self) -> &'static str {
+        match self {
+            Violation::BadRequestLine => "bad-request-line",
+            Violation::BareLineFeed => "bare-lf",
+            Violation::ObsFold => "obs-fold",
+            Violation::InvalidHeaderName => "bad-header-name",
+            Violation::InvalidHeaderValue => "bad-header-value",
+            Violation::FramingLookalike => "framing-lookalike",
+            Violation::LengthAndTransferEncoding => "cl-and-te",
+            Violation::BadTransferEncoding => "bad-te",
+            Violation::BadContentLength => "bad-cl",
+            Violation::ConflictingContentLength => "conflicting-cl",
+            Violation::RepeatedHost => "repeated-host",
+            Violation::ReservedHeader => "reserved-header",
+            Violation::ConnectWithBody => "connect-with-body",
+            Violation::BadChunkSize => "bad-chunk-size",
+            Violation::BadChunk => "bad-chunk",
+            Violation::HeadTooLarge => "head-too-large",
+            Violation::TooManyHeaders => "too-many-headers",
+        }
+    }
+
+    /// The violation a [`code`](Violation::code) names.
+    pub fn from_code(code: &str) -> Option<Violation> {
+        Violation::ALL.into_iter().find(|v| v.code() == code)
+    }
+}
+
+/// How the body after a head is delimited.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum BodyFraming {
+    /// No body (no `Content-Length`, no `Transfer-Encoding`).
+    Empty,
+    /// Exactly this many bytes.
+    Length(u64),
+    /// Chunked transfer coding.
+    Chunked,
+}
+
+/// What a valid head says about what follows it.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct HeadInfo {
+    /// How the body is delimited.
+    pub body: BodyFraming,
+    /// A `CONNECT` request: the bytes after it belong to a tunnel.
+    pub connect: bool,
+}
+
+/// The header the synthetic "this request was refused" message carries. Client
+/// heads that use it are refused ([`Violation::ReservedHeader`]), so only the
+/// guard can produce it; it is honoured only on connections with a guard in front.
+pub const REJECTED_HEADER: &str = "hallpass-rejected";
+
+/// Checks one request head: everything up to and including the empty line.
+///
+/// ```
+/// use hallpass_proxy::framing::{check_head, BodyFraming, Limits, Violation};
+/// let ok = check_head(b"GET http://a.test/ HTTP/1.1\r\nHost: a.test\r\n\r\n", &Limits::default());
+/// assert_eq!(ok.map(|h| h.body), Ok(BodyFraming::Empty));
+/// let smuggle = b"POST / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n";
+/// assert_eq!(check_head(smuggle, &Limits::default()), Err(Violation::LengthAndTransferEncoding));
+/// ```
+pub fn check_head(head: &[u8], limits: &Limits) -> Result<HeadInfo, Violation> {
+    if head.len() > limits.max_head_bytes {
+        return Err(Violation::HeadTooLarge);
+    }
+    let body = head
+        .strip_suffix(b"\r\n\r\n")
+        .ok_or(Violation::BadRequestLine)?;
+    let mut lines = CrlfLines { rest: body };
+    let request_line = lines.next().ok_or(Violation::BadRequestLine)??;
+    let (method, http10) = check_request_line(request_line)?;
+    let mut framing = FramingHeaders::default();
+    let mut count = 0usize;
+    for line in lines {
+        let line = line?;
+        count += 1;
+        if count > limits.max_headers {
+            return Err(Violation::TooManyHeaders);
+        }
+        let (name, value) = split_header_line(line)?;
+        framing.note(name, value)?;
+    }
+    let body = framing.body(http10)?;
+    let connect = method == b"CONNECT";
+    if connect && body != BodyFraming::Empty {
+        return Err(Violation::ConnectWithBody);
+    }
+    Ok(HeadInfo { body, connect })
+}
+
+/// Parses a chunk-size line (without its CR LF): 1 to 16 hex digits, nothing else.
+/// Chunk extensions are refused: no browser sends them and they have been used to
+/// hide one parser's chunk boundary from another.
+pub fn parse_chunk_size(line: &[u8]) -> Result<u64, Violation> {
+    if line.is_empty() || line.len() > 16 || !line.iter().all(u8::is_ascii_hexdigit) {
+        return Err(Violation::BadChunkSize);
+    }
+    let text = std::str::from_utf8(line).map_err(|_| Violation::BadChunkSize)?;
+    u64::from_str_radix(text, 16).map_err(|_| Violation::BadChunkSize)
+}
+
+/// Splits the head body into lines on CR LF; a bare LF or CR is an error.
+struct CrlfLines<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Iterator for CrlfLines<'a> {
+    type Item = Result<&'a [u8], Violation>;
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.rest.is_empty() {
+            return None;
+        }
+        let (line, rest) = match self.rest.windows(2).position(|w| w == b"\r\n") {
+            Some(i) => (&self.rest[..i], &self.rest[i + 2..]),
+            None => (self.rest, &[][..]),
+        };
+        self.rest = rest;
+        if line.iter().any(|&b| b == b'\n' || b == b'\r') {
+            return Some(Err(Violation::BareLineFeed));
+        }
+        Some(Ok(line))
+    }
+}
+
+/// `METHOD SP request-target SP HTTP/1.1`, with single spaces. Returns the method
+/// and whether the version is HTTP/1.0.
+fn check_request_line(line: &[u8]) -> Result<(&[u8], bool), Violation> {
+    let mut parts = line.split(|&b| b == b' ');
+    let (Some(method), Some(target), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(Violation::BadRequestLine);
+    };
+    if method.is_empty() || !method.iter().all(|&b| is_token(b)) {
+        return Err(Violation::BadRequestLine);
+    }
+    // Visible ASCII only: browsers percent-encode everything else, and raw bytes
+    // above 0x7f are read differently by different parsers.
+    if target.is_empty() || !target.iter().all(|&b| (0x21..=0x7e).contains(&b)) {
+        return Err(Violation::BadRequestLine);
+    }
+    match version {
+        b"HTTP/1.1" => Ok((method, false)),
+        b"HTTP/1.0" => Ok((method, true)),
+        _ => Err(Violation::BadRequestLine),
+    }
+}
+
+/// `name: value`, with no whitespace before the colon and no control bytes.
+fn split_header_line(line: &[u8]) -> Result<(&[u8], &[u8]), Violation> {
+    if line.first().is_some_and(|&b| b == b' ' || b == b'\t') {
+        return Err(Violation::ObsFold);
+    }
+    let colon = line
+        .iter()
+        .position(|&b| b == b':')
+        .ok_or(Violation::InvalidHeaderName)?;
+    let (name, value) = (&line[..colon], &line[colon + 1..]);
+    if name.is_empty() || !name.iter().all(|&b| is_token(b)) {
+        return Err(Violation::InvalidHeaderName);
+    }
+    if !value.iter().all(|&b| b == b'\t' || b >= 0x20 && b != 0x7f) {
+        return Err(Violation::InvalidHeaderValue);
+    }
+    Ok((name, trim_ows(value)))
+}
+
+/// The framing-relevant headers seen in one head.
+#[derive(Default)]
+struct FramingHeaders {
+    content_length: Option<u64>,
+    transfer_encoding: Vec<Vec<u8>>,
+    host_seen: bool,
+}
+
+impl FramingHeaders {
+    fn note(&mut self, name: &[u8], value: &[u8]) -> Result<(), Violation> {
+        if name.eq_ignore_ascii_case(b"content-length") {
+            let n = parse_content_length(value)?;
+            if self.content_length.is_some_and(|seen| seen != n) {
+                return Err(Violation::ConflictingContentLength);
+            }
+            self.content_length = Some(n);
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            for coding in value.split(|&b| b == b',') {
+                self.transfer_encoding
+                    .push(trim_ows(coding).to_ascii_lowercase());
+            }
+        } else if name.eq_ignore_ascii_case(b"host") {
+            if self.host_seen {
+                return Err(Violation::RepeatedHost);
+            }
+            self.host_seen = true;
+        } else if name.eq_ignore_ascii_case(REJECTED_HEADER.as_bytes()) {
+            return Err(Violation::ReservedHeader);
+        } else if name.contains(&b'_') {
+            let dashed: Vec<u8> = name
+                .iter()
+                .map(|&b| {
+                    if b == b'_' {
+                        b'-'
+                    } else {
+                        b.to_ascii_lowercase()
+                    }
+                })
+                .collect();
+            if dashed == b"content-length" || dashed == b"transfer-encoding" {
+                return Err(Violation::FramingLookalike);
+            }
+        }
+        Ok(())
+    }
+
+    fn body(&self, http10: bool) -> Result<BodyFraming, Violation> {
+        match (self.content_length, self.transfer_encoding.is_empty()) {
+            (Some(_), false) => Err(Violation::LengthAndTransferEncoding),
+            (Some(n), true) => Ok(BodyFraming::Length(n)),
+            (None, true) => Ok(BodyFraming::Empty),
+            (None, false) => {
+                // HTTP/1.0 has no chunked coding; RFC 9112 §6.1 says to treat the
+                // message as faulty.
+                if http10 || self.transfer_encoding != [b"chunked".to_vec()] {
+                    Err(Violation::BadTransferEncoding)
+                } else {
+                    Ok(BodyFraming::Chunked)
+                }
+            }
+        }
+    }
+}
+
+fn parse_content_length(value: &[u8]) -> Result<u64, Violation> {
+    if value.is_empty() || value.len() > 19 || !value.iter().all(u8::is_ascii_digit) {
+        return Err(Violation::BadContentLength);
+    }
+    std::str::from_utf8(value)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .ok_or(Violation::BadContentLength)
+}
+
+fn trim_ows(mut value: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = value {
+        value = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = value {
+        value = rest;
+    }
+    value
+}
+
+/// RFC 9110 token characters.
+fn is_token(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// Where the guard is in the message stream.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum State {
+    /// Waiting for a complete head.
+    Head,
+    /// A valid chunked head of this many bytes, held until its first chunk-size
+    /// line has been checked.
+    HeldForFirstChunk(usize),
+    /// This many body bytes still to pass.
+    Body(u64),
+    /// Expecting a chunk-size line.
+    ChunkSize,
+    /// This many chunk-data bytes still to pass.
+    ChunkData(u64),
+    /// Expecting the CR LF after chunk data.
+    ChunkEnd,
+    /// Expecting the CR LF that ends a chunked body (no trailers).
+    Trailers,
+    /// After a `CONNECT` head: tunnel bytes, passed untouched.
+    Passthrough,
+    /// A violation was answered or the body was cut: nothing more is read.
+    Closed,
+}
+
+/// An I/O wrapper that releases a client's bytes to hyper only after
+/// [`check_head`] accepted the head they belong to. Writes pass straight through.
+pub struct FramingGuard<T> {
+    inner: T,
+    limits: Limits,
+    state: State,
+    /// Bytes read from the client and not yet checked.
+    input: Vec<u8>,
+    /// How far `input` has been searched for the end of a head.
+    scanned: usize,
+    /// Checked bytes waiting for hyper.
+    output: Vec<u8>,
+    output_at: usize,
+    /// Set when the body was cut: the next read returns this error.
+    cut: Option<Violation>,
+}
+
+impl<T> FramingGuard<T> {
+    /// Wraps a client connection.
+    pub fn new(inner: T, limits: Limits) -> Self {
+        FramingGuard {
+            inner,
+            limits,
+            state: State::Head,
+            input: Vec::new(),
+            scanned: 0,
+            output: Vec::new(),
+            output_at: 0,
+            cut: None,
+        }
+    }
+
+    /// The wrapped connection.
+    pub fn get_ref(&self) -> &T {
+        &self.inner
+    }
+
+    /// Moves every checkable byte of `input` to `output`.
+    fn process(&mut self) {
+        let input = std::mem::take(&mut self.input);
+        let mut at = 0;
+        // Every step either consumes bytes, waits for more, or changes state to one
+        // that does (a held head, a refusal), so this loop ends.
+        while at < input.len() && self.state != State::Closed {
+            let rest = &input[at..];
+            let step = match self.state {
+                State::Head => self.step_head(rest),
+                State::HeldForFirstChunk(head_len) => self.step_held(rest, head_len),
+                State::Body(remaining) => {
+                    let n = pass_len(remaining, rest.len());
+                    self.output.extend_from_slice(&rest[..n]);
+                    self.state = if remaining == n as u64 {
+                        State::Head
+                    } else {
+                        State::Body(remaining - n as u64)
+                    };
+                    Step::Consumed(n)
+                }
+                State::ChunkSize => self.step_chunk_size(rest),
+                State::ChunkData(remaining) => {
+                    let n = pass_len(remaining, rest.len());
+                    self.output.extend_from_slice(&rest[..n]);
+                    self.state = if remaining == n as u64 {
+                        State::ChunkEnd
+                    } else {
+                        State::ChunkData(remaining - n as u64)
+                    };
+                    Step::Consumed(n)
+                }
+                State::ChunkEnd | State::Trailers => self.step_crlf(rest),
+                State::Passthrough => {
+                    self.output.extend_from_slice(rest);
+                    Step::Consumed(rest.len())
+                }
+                State::Closed => Step::NeedMore,
+            };
+            match step {
+                Step::Consumed(n) => at += n,
+                Step::NeedMore => break,
+            }
+        }
+        if self.state != State::Closed {
+            self.input = input;
+            self.input.drain(..at);
+        }
+    }
+
+    fn step_head(&mut self, rest: &[u8]) -> Step {
+        // Empty lines before a request line are tolerated (RFC 9112 §2.2): some
+        // clients send a stray CR LF after a body.
+        let mut skip = 0;
+        while rest[skip..].starts_with(b"\r\n") && skip < 8 {
+            skip += 2;
+        }
+        if skip > 0 {
+            self.scanned = 0;
+            return Step::Consumed(skip);
+        }
+        let from = self.scanned.saturating_sub(3);
+        let end = rest[from..]
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .map(|i| from + i + 4);
+        let Some(end) = end else {
+            if rest
+                .iter()
+                .skip(from)
+                .enumerate()
+                .any(|(i, &b)| b == b'\n' && (from + i == 0 || rest[from + i - 1] != b'\r'))
+            {
+                return self.reject(Violation::BareLineFeed);
+            }
+            if rest.len() > self.limits.max_head_bytes {
+                return self.reject(Violation::HeadTooLarge);
+            }
+            self.scanned = rest.len();
+            return Step::NeedMore;
+        };
+        self.scanned = 0;
+        match check_head(&rest[..end], &self.limits) {
+            Err(v) => self.reject(v),
+            Ok(info) => {
+                if info.body == BodyFraming::Chunked {
+                    self.state = State::HeldForFirstChunk(end);
+                    return Step::Consumed(0);
+                }
+                self.output.extend_from_slice(&rest[..end]);
+                self.state = match info.body {
+                    _ if info.connect => State::Passthrough,
+                    BodyFraming::Length(n) if n > 0 => State::Body(n),
+                    _ => State::Head,
+                };
+                Step::Consumed(end)
+            }
+        }
+    }
+
+    fn step_held(&mut self, rest: &[u8], head_len: usize) -> Step {
+        match read_line(&rest[head_len..], 18) {
+            LineRead::Incomplete => Step::NeedMore,
+            LineRead::TooLong | LineRead::BareLf => self.reject(Violation::BadChunkSize),
+            LineRead::Line(line, _) => match parse_chunk_size(line) {
+                Err(v) => self.reject(v),
+                Ok(_) => {
+                    self.output.extend_from_slice(&rest[..head_len]);
+                    self.state = State::ChunkSize;
+                    Step::Consumed(head_len)
+                }
+            },
+        }
+    }
+
+    fn step_chunk_size(&mut self, rest: &[u8]) -> Step {
+        match read_line(rest, 18) {
+            LineRead::Incomplete => Step::NeedMore,
+            LineRead::TooLong | LineRead::BareLf => self.cut(Violation::BadChunkSize),
+            LineRead::Line(line, len) => match parse_chunk_size(line) {
+                Err(v) => self.cut(v),
+                Ok(size) => {
+                    self.output.extend_from_slice(&rest[..len]);
+                    self.state = if size == 0 {
+                        State::Trailers
+                    } else {
+                        State::ChunkData(size)
+                    };
+                    Step::Consumed(len)
+                }
+            },
+        }
+    }
+
+    fn step_crlf(&mut self, rest: &[u8]) -> Step {
+        if rest.len() < 2 {
+            return if rest.is_empty() || rest == b"\r" {
+                Step::NeedMore
+            } else {
+                self.cut(Violation::BadChunk)
+            };
+        }
+        if &rest[..2] != b"\r\n" {
+            return self.cut(Violation::BadChunk);
+        }
+        self.output.extend_from_slice(b"\r\n");
+        self.state = if self.state == State::Trailers {
+            State::Head
+        } else {
+            State::ChunkSize
+        };
+        Step::Consumed(2)
+    }
+
+    /// Answers a violation at a head boundary: hyper gets a synthetic request
+    /// naming it, then end of input.
+    fn reject(&mut self, v: Violation) -> Step {
+        self.output
+            .extend_from_slice(synthetic_request(v).as_bytes());
+        self.state = State::Closed;
+        Step::Consumed(0)
+    }
+
+    /// A violation inside a body: the connection is cut.
+    fn cut(&mut self, v: Violation) -> Step {
+        self.cut = Some(v);
+        self.state = State::Closed;
+        Step::Consumed(0)
+    }
+}
+
+/// The request hyper sees in place of a refused one.
+fn synthetic_request(v: Violation) -> String {
+    format!(
+        "GET /{REJECTED_HEADER} HTTP/1.1\r\n{REJECTED_HEADER}: {}\r\nconnection: close\r\n\r\n",
+        v.code()
+    )
+}
+
+enum Step {
+    Consumed(usize),
+    NeedMore,
+}
+
+enum LineRead<'a> {
+    /// The line without CR LF, and its length with CR LF.
+    Line(&'a [u8], usize),
+    Incomplete,
+    TooLong,
+    BareLf,
+}
+
+fn read_line(bytes: &[u8], max: usize) -> LineRead<'_> {
+    match bytes.iter().position(|&b| b == b'\n') {
+        Some(0) => LineRead::BareLf,
+        Some(i) if bytes[i - 1] != b'\r' => LineRead::BareLf,
+        Some(i) if i - 1 > max => LineRead::TooLong,
+        Some(i) => LineRead::Line(&bytes[..i - 1], i + 1),
+        None if bytes.len() > max + 1 => LineRead::TooLong,
+        None => LineRead::Incomplete,
+    }
+}
+
+fn pass_len(remaining: u64, available: usize) -> usize {
+    usize::try_from(remaining).map_or(available, |r| r.min(available))
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for FramingGuard<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        loop {
+            if this.output_at < this.output.len() {
+                let n = (this.output.len() - this.output_at).min(buf.remaining());
+                buf.put_slice(&this.output[this.output_at..this.output_at + n]);
+                this.output_at += n;
+                if this.output_at == this.output.len() {
+                    this.output.clear();
+                    this.output_at = 0;
+                }
+                return Poll::Ready(Ok(()));
+            }
+            if let Some(v) = this.cut.take() {
+                return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, v)));
+            }
+            match this.state {
+                State::Closed => return Poll::Ready(Ok(())),
+                // Tunnel bytes and plain bodies with nothing buffered skip the copy.
+                State::Passthrough if this.input.is_empty() => {
+                    return Pin::new(&mut this.inner).poll_read(cx, buf);
+                }
+                _ => {}
+            }
+            let mut chunk = [0u8; 8192];
+            let mut chunk_buf = ReadBuf::new(&mut chunk);
+            ready!(Pin::new(&mut this.inner).poll_read(cx, &mut chunk_buf))?;
+            let filled = chunk_buf.filled();
+            if filled.is_empty() {
+                // End of input: hyper sees whatever was checked, then EOF. An
+                // unfinished head is never released.
+                this.state = State::Closed;
+                return Poll::Ready(Ok(()));
+            }
+            this.input.extend_from_slice(filled);
+            this.process();
+        }
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for FramingGuard<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    fn head(text: &str) -> Result<HeadInfo, Violation> {
+        check_head(text.as_bytes(), &Limits::default())
+    }
+
+    #[test]
+    fn heads_table() {
+        use BodyFraming::*;
+        use Violation::*;
+        let cases: &[(&str, Result<BodyFraming, Violation>)] = &[
+            (
+                "GET http://a.test/ HTTP/1.1\r\nHost: a.test\r\n\r\n",
+                Ok(Empty),
+            ),
+            (
+                "POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\n",
+                Ok(Length(5)),
+            ),
+            (
+                "POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n",
+                Ok(Length(5)),
+            ),
+            (
+                "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+                Ok(Chunked),
+            ),
+            (
+                "POST / HTTP/1.1\r\nTransfer-Encoding:  Chunked \r\n\r\n",
+                Ok(Chunked),
+            ),
+            (
+                "POST / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+                Err(LengthAndTransferEncoding),
+            ),
+            (
+                "POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+                Err(BadTransferEncoding),
+            ),
+            (
+                "POST / HTTP/1.1\r\nTransfer-Encoding: chunked, chunked\r\n\r\n",
+                Err(BadTransferEncoding),
+            ),
+            (
+                "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+                Err(BadTransferEncoding),
+            ),
+            (
+                "POST / HTTP/1.1\r\nTransfer-Encoding: chunked, identity\r\n\r\n",
+                Err(BadTransferEncoding),
+            ),
+            (
+                "POST / HTTP/1.1\r\nTransfer-Encoding: xchunked\r\n\r\n",
+                Err(BadTransferEncoding),
+            ),
+            (
+                "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
+                Err(BadTransferEncoding),
+            ),
+            (
+                "POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+                Err(ConflictingContentLength),
+            ),
+            (
+                "POST / HTTP/1.1\r\nContent-Length: 5, 5\r\n\r\n",
+                Err(BadContentLength),
+            ),
+            (
+                "POST / HTTP/1.1\r\nContent-Length: +5\r\n\r\n",
+                Err(BadContentLength),
+            ),
+            (
+                "POST / HTTP/1.1\r\nContent-Length: 99999999999999999999\r\n\r\n",
+                Err(BadContentLength),
+            ),
+            (
+                "POST / HTTP/1.1\r\nContent_Length: 5\r\n\r\n",
+                Err(FramingLookalike),
+            ),
+            (
+                "POST / HTTP/1.1\r\ntransfer_encoding: chunked\r\n\r\n",
+                Err(FramingLookalike),
+            ),
+            ("GET / HTTP/1.1\r\nX-A: 1\r\n folded\r\n\r\n", Err(ObsFold)),
+            ("GET / HTTP/1.1\r\n X-A: 1\r\n\r\n", Err(ObsFold)),
+            ("GET / HTTP/1.1\r\nX A: 1\r\n\r\n", Err(InvalidHeaderName)),
+            ("GET / HTTP/1.1\r\nX-A : 1\r\n\r\n", Err(InvalidHeaderName)),
+            ("GET / HTTP/1.1\r\n: 1\r\n\r\n", Err(InvalidHeaderName)),
+            ("GET / HTTP/1.1\r\nNoColon\r\n\r\n", Err(InvalidHeaderName)),
+            (
+                "GET / HTTP/1.1\r\nX-A: a\x00b\r\n\r\n",
+                Err(InvalidHeaderValue),
+            ),
+            ("GET / HTTP/1.1\r\nX-A: a\nb\r\n\r\n", Err(BareLineFeed)),
+            (
+                "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+                Err(RepeatedHost),
+            ),
+            (
+                "GET / HTTP/1.1\r\nHallpass-Rejected: bad-te\r\n\r\n",
+                Err(ReservedHeader),
+            ),
+            ("GET  / HTTP/1.1\r\n\r\n", Err(BadRequestLine)),
+            ("GET / HTTP/2.0\r\n\r\n", Err(BadRequestLine)),
+            ("GET /\x7f HTTP/1.1\r\n\r\n", Err(BadRequestLine)),
+            (
+                "CONNECT a.test:443 HTTP/1.1\r\nContent-Length: 1\r\n\r\n",
+                Err(ConnectWithBody),
+            ),
+        ];
+        for (text, want) in cases {
+            assert_eq!(head(text).map(|h| h.body), *want, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn size_limits_are_431() {
+        let many: String = (0..101).map(|i| format!("X-{i}: v\r\n")).collect();
+        let err = head(&format!("GET / HTTP/1.1\r\n{many}\r\n")).expect_err("101 headers");
+        assert_eq!((err, err.status()), (Violation::TooManyHeaders, 431));
+        let big = "a".repeat(70_000);
+        let err = head(&format!("GET / HTTP/1.1\r\nX: {big}\r\n\r\n")).expect_err("70 KB");
+        assert_eq!((err, err.status()), (Violation::HeadTooLarge, 431));
+    }
+
+    #[test]
+    fn chunk_sizes() {
+        assert_eq!(parse_chunk_size(b"1a"), Ok(26));
+        assert_eq!(parse_chunk_size(b"ffffffffffffffff"), Ok(u64::MAX));
+        for bad in [
+            &b""[..],
+            b"1a;ext=1",
+            b"-1",
+            b" 1",
+            b"0x1",
+            b"11111111111111111",
+            b"g",
+        ] {
+            assert_eq!(
+                parse_chunk_size(bad),
+                Err(Violation::BadChunkSize),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn codes_round_trip() {
+        for v in Violation::ALL {
+            assert_eq!(Violation::from_code(v.code()), Some(v));
+        }
+    }
+
+    async fn through_guard(input: &[u8]) -> (Vec<u8>, Option<io::ErrorKind>) {
+        let mut guard = FramingGuard::new(input, Limits::default());
+        let mut out = Vec::new();
+        let mut buf = [0u8; 7];
+        loop {
+            match guard.read(&mut buf).await {
+                Ok(0) => return (out, None),
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+                Err(e) => return (out, Some(e.kind())),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn guard_passes_pipelined_valid_requests() {
+        let input = b"POST /a HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc\r\nPOST /b HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nxyz\r\n0\r\n\r\nGET /c HTTP/1.1\r\n\r\n";
+        let (out, err) = through_guard(input).await;
+        assert_eq!(err, None);
+        // The stray CR LF between requests is dropped; everything else passes.
+        let mut want = input.to_vec();
+        want.drain(42..44);
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            String::from_utf8_lossy(&want)
+        );
+    }
+
+    #[tokio::test]
+    async fn guard_answers_a_bad_second_request_in_order() {
+        let input = b"GET /a HTTP/1.1\r\n\r\nPOST /b HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
+        let (out, err) = through_guard(input).await;
+        assert_eq!(err, None);
+        let want = format!(
+            "GET /a HTTP/1.1\r\n\r\n{}",
+            synthetic_request(Violation::LengthAndTransferEncoding)
+        );
+        assert_eq!(String::from_utf8_lossy(&out), want);
+    }
+
+    #[tokio::test]
+    async fn guard_holds_a_chunked_head_until_its_first_chunk_is_checked() {
+        let (out, err) =
+            through_guard(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n").await;
+        assert_eq!(
+            (String::from_utf8_lossy(&out).into_owned(), err),
+            (synthetic_request(Violation::BadChunkSize), None)
+        );
+        let (out, err) =
+            through_guard(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nab\r\n")
+                .await;
+        assert!(out.starts_with(b"POST / HTTP/1.1\r\n"), "{out:?}");
+        assert_eq!(err, Some(io::ErrorKind::InvalidData));
+    }
+
+    #[tokio::test]
+    async fn guard_refuses_bare_lf_heads_without_waiting_for_the_limit() {
+        let (out, _) = through_guard(b"GET / HTTP/1.1\nHost: a\n\n").await;
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            synthetic_request(Violation::BareLineFeed)
+        );
+    }
+
+    #[tokio::test]
+    async fn guard_passes_tunnel_bytes_after_connect() {
+        let input =
+            b"CONNECT a.test:443 HTTP/1.1\r\nHost: a.test:443\r\n\r\n\x16\x03\x01\x00\x05hello";
+        let (out, err) = through_guard(input).await;
+        assert_eq!((out.as_slice(), err), (&input[..], None));
+    }
+
+    #[tokio::test]
+    async fn guard_never_releases_an_unfinished_head() {
+        let (out, err) = through_guard(b"GET / HTTP/1.1\r\nHost: a").await;
+        assert_eq!((out, err), (Vec::new(), None));
+    }
+}

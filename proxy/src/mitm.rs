@@ -1,0 +1,685 @@
+//! Intercept: TLS towards the client with a leaf for the tunnel's name, and every
+//! request inside decided again.
+//!
+//! In: an opened tunnel (the client side), its canonical name, the identity, and
+//! for allowed tunnels the already-dialled upstream TCP stream. Out: served HTTP
+//! (h2 or HTTP/1.1, as ALPN chose) where each request is normalised, decided on
+//! its full URL with a fresh snapshot, and either answered with the block page or
+//! forwarded over verified upstream TLS. Refused:
+//! - an SNI naming another host than the CONNECT (the block page, under a leaf
+//!   for the SNI name so the pupil can read why);
+//! - any request whose `Host`/`:authority` names another site (domain fronting);
+//! - an upstream whose certificate fails verification: every request gets an
+//!   explanatory page (host, reason) and there is no way through;
+//! - bytes that are not TLS: the tunnel is closed and logged.
+//!
+//! ALPN towards the client offers `h2` only when the upstream also negotiated it,
+//! so a request is never translated to a protocol the origin did not choose. For
+//! h2 the streams per connection and the header list size are capped, and
+//! `:authority` is checked by [`target::tunneled_url`] (the h2 crate does not
+//! check it: measured).
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use http::{Request, Response, Uri, Version};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::client::conn::{http1, http2};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use policy::event::BlockKind;
+use policy::host::{CanonicalHost, canonicalize};
+use policy::url::Scheme;
+use policy::{Action, Band};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio_rustls::LazyConfigAcceptor;
+use tokio_rustls::server::TlsStream;
+use tracing::Instrument;
+
+use crate::auth::Identity;
+use crate::block::PageKind;
+use crate::forward::{self, client_response, upstream_request};
+use crate::framing::FramingGuard;
+use crate::listen::{Phase, http1_builder};
+use crate::request::{
+    Access, CatchUnwind, ConnInfo, Refusal, ServedPage, Shared, log_access, plain_refusal,
+    target_refusal, violation_response,
+};
+use crate::target::{self, TargetError, TunnelName};
+use crate::upstream::UpstreamError;
+use crate::{Body, filter, safe_search};
+
+/// Most concurrent h2 streams one client connection may open.
+const MAX_H2_STREAMS: u32 = 100;
+/// Largest h2 header list, matching the HTTP/1.1 head limit.
+const MAX_H2_HEADER_LIST: u32 = 64 * 1024;
+/// Most idle HTTP/1.1 upstream connections kept per tunnel.
+const MAX_IDLE_UPSTREAM: usize = 4;
+
+type ClientIo = TokioIo<hyper::upgrade::Upgraded>;
+
+/// The client's ClientHello, read but not answered yet.
+struct Hello {
+    start: tokio_rustls::StartHandshake<ClientIo>,
+    sni: Option<String>,
+    offers_h2: bool,
+}
+
+async fn read_hello(shared: &Shared, client: ClientIo) -> Option<Hello> {
+    let acceptor = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), client);
+    match tokio::time::timeout(shared.settings.tls_handshake_timeout, acceptor).await {
+        Ok(Ok(start)) => {
+            let hello = start.client_hello();
+            let sni = hello.server_name().map(str::to_string);
+            let offers_h2 = hello
+                .alpn()
+                .is_some_and(|mut protocols| protocols.any(|p| p == b"h2"));
+            Some(Hello {
+                start,
+                sni,
+                offers_h2,
+            })
+        }
+        Ok(Err(e)) => {
+            tracing::info!(error = %e, "tunnel closed: not a TLS ClientHello");
+            None
+        }
+        Err(_) => {
+            tracing::info!("tunnel closed: no ClientHello in time");
+            None
+        }
+    }
+}
+
+/// Completes the client handshake with a leaf for `name`.
+async fn finish_handshake(
+    shared: &Shared,
+    hello: Hello,
+    name: &CanonicalHost,
+    h2: bool,
+) -> Option<(TlsStream<ClientIo>, bool)> {
+    let leaves = shared.leaves.as_ref()?;
+    let leaf = match leaves.get(name).await {
+        Ok(leaf) => leaf,
+        Err(e) => {
+            tracing::error!(error = %e, "leaf certificate could not be minted");
+            return None;
+        }
+    };
+    let config = leaf.config(h2 && hello.offers_h2);
+    match tokio::time::timeout(
+        shared.settings.tls_handshake_timeout,
+        hello.start.into_stream(config),
+    )
+    .await
+    {
+        Ok(Ok(tls)) => {
+            let is_h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+            Some((tls, is_h2))
+        }
+        Ok(Err(e)) => {
+            // Typically the device does not trust the school CA yet.
+            tracing::info!(error = %e, "client TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            tracing::info!("client TLS handshake timed out");
+            None
+        }
+    }
+}
+
+/// A blocked tunnel: TLS with a leaf for the tunnel's name, the page for every request.
+pub(crate) async fn serve_page(
+    shared: Arc<Shared>,
+    conn: Arc<ConnInfo>,
+    tunnel: TunnelName,
+    client: ClientIo,
+    page: ServedPage,
+) {
+    let Some(hello) = read_hello(&shared, client).await else {
+        return;
+    };
+    // Mint for the name the client asked for when it is a valid name, so the page
+    // is readable; the decision was made on the CONNECT name.
+    let name = hello
+        .sni
+        .as_deref()
+        .and_then(|s| canonicalize(s).ok())
+        .unwrap_or(tunnel.host);
+    let Some((tls, is_h2)) = finish_handshake(&shared, hello, &name, true).await else {
+        return;
+    };
+    let page = Arc::new(page);
+    let svc = service_fn(move |req: Request<Incoming>| {
+        let page = page.clone();
+        let conn = conn.clone();
+        async move {
+            let response = match violation_response(&req) {
+                Some(r) => r,
+                None => page.response(),
+            };
+            let access = Access {
+                verdict: "block",
+                ..Access::default()
+            };
+            log_access(
+                &tracing::Span::current(),
+                &conn,
+                req.method().as_str(),
+                &access,
+                response.status(),
+            );
+            Ok::<_, Infallible>(response)
+        }
+    });
+    serve_client(&shared, tls, is_h2, svc).await;
+}
+
+/// An allowed, intercepted tunnel.
+pub(crate) async fn serve_intercepted(
+    shared: Arc<Shared>,
+    conn: Arc<ConnInfo>,
+    tunnel: TunnelName,
+    identity: Identity,
+    client: ClientIo,
+    upstream: TcpStream,
+) {
+    let Some(hello) = read_hello(&shared, client).await else {
+        return;
+    };
+    let band_name = {
+        let snap = shared.snapshots.load();
+        identity
+            .resolve(&snap.policy)
+            .map(|(_, b)| b.name.to_string())
+    };
+    let refuse = |kind, page, reason: &str| {
+        shared.refusal_page(
+            &conn,
+            Some(&identity),
+            band_name.as_deref(),
+            Refusal {
+                kind,
+                page,
+                reason,
+                url: request_url_text(&tunnel),
+                method: "CONNECT",
+                verdict: None,
+            },
+        )
+    };
+
+    if let Some(sni) = &hello.sni {
+        match canonicalize(sni) {
+            Ok(host) if host == tunnel.host => {}
+            parsed => {
+                let reason = format!(
+                    "the connection asked for another site ({}) than the one it opened",
+                    sni.chars().take(100).collect::<String>()
+                );
+                let page = refuse(BlockKind::Fronting, PageKind::Blocked, &reason);
+                let name = parsed.unwrap_or_else(|_| tunnel.host.clone());
+                let Some((tls, is_h2)) = finish_handshake(&shared, hello, &name, true).await else {
+                    return;
+                };
+                return serve_static(&shared, &conn, tls, is_h2, page).await;
+            }
+        }
+    }
+
+    let peer = upstream.peer_addr().ok();
+    let upstream_tls = match shared
+        .upstream_tls
+        .connect(&tunnel.host, upstream, hello.offers_h2)
+        .await
+    {
+        Ok(tls) => tls,
+        Err(e) => {
+            tracing::info!(error = %e, "upstream TLS failed");
+            let (kind, page_kind, reason) = forward::failure_words(&e);
+            let page = refuse(kind, page_kind, &reason);
+            let Some((tls, is_h2)) = finish_handshake(&shared, hello, &tunnel.host, true).await
+            else {
+                return;
+            };
+            return serve_static(&shared, &conn, tls, is_h2, page).await;
+        }
+    };
+    let upstream_h2 = upstream_tls.get_ref().1.alpn_protocol() == Some(b"h2");
+    let Some((client_tls, client_h2)) =
+        finish_handshake(&shared, hello, &tunnel.host, upstream_h2).await
+    else {
+        return;
+    };
+
+    let pool = match Pool::start(&shared, &tunnel.host, peer, upstream_tls, upstream_h2).await {
+        Ok(pool) => pool,
+        Err(e) => {
+            tracing::info!(error = %e, "upstream connection failed");
+            let (kind, page_kind, reason) = forward::failure_words(&e);
+            return serve_static(
+                &shared,
+                &conn,
+                client_tls,
+                client_h2,
+                refuse(kind, page_kind, &reason),
+            )
+            .await;
+        }
+    };
+    let ctx = Arc::new(TunnelCtx {
+        shared: shared.clone(),
+        conn,
+        tunnel,
+        identity,
+        pool,
+        guarded: !client_h2,
+    });
+    let svc = service_fn(move |req| handle_tunneled(ctx.clone(), req));
+    serve_client(&shared, client_tls, client_h2, svc).await;
+}
+
+fn request_url_text(tunnel: &TunnelName) -> String {
+    crate::request::connect_url(&tunnel.host, tunnel.port).redacted()
+}
+
+async fn serve_static(
+    shared: &Arc<Shared>,
+    conn: &Arc<ConnInfo>,
+    tls: TlsStream<ClientIo>,
+    is_h2: bool,
+    page: ServedPage,
+) {
+    let page = Arc::new(page);
+    let conn = conn.clone();
+    let svc = service_fn(move |req: Request<Incoming>| {
+        let page = page.clone();
+        let conn = conn.clone();
+        async move {
+            let response = violation_response(&req).unwrap_or_else(|| page.response());
+            let access = Access {
+                verdict: "block",
+                ..Access::default()
+            };
+            log_access(
+                &tracing::Span::current(),
+                &conn,
+                req.method().as_str(),
+                &access,
+                response.status(),
+            );
+            Ok::<_, Infallible>(response)
+        }
+    });
+    serve_client(shared, tls, is_h2, svc).await;
+}
+
+/// Serves the client side of a tunnel with h2 or HTTP/1.1 (behind the framing
+/// guard), draining on shutdown like a listener connection.
+async fn serve_client<S, F>(shared: &Arc<Shared>, tls: TlsStream<ClientIo>, is_h2: bool, svc: S)
+where
+    S: hyper::service::Service<
+            Request<Incoming>,
+            Response = Response<Body>,
+            Error = Infallible,
+            Future = F,
+        > + Send
+        + 'static,
+    F: std::future::Future<Output = Result<Response<Body>, Infallible>> + Send + 'static,
+{
+    let mut phase = shared.phase.clone();
+    if is_h2 {
+        let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+        builder
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(MAX_H2_STREAMS)
+            .max_header_list_size(MAX_H2_HEADER_LIST)
+            .keep_alive_interval(Some(shared.settings.idle_timeout / 2))
+            .keep_alive_timeout(shared.settings.header_read_timeout);
+        let connection = builder.serve_connection(TokioIo::new(tls), svc);
+        tokio::pin!(connection);
+        drive(connection, &mut phase, |c| c.graceful_shutdown()).await;
+    } else {
+        let io = TokioIo::new(FramingGuard::new(tls, shared.settings.limits));
+        let connection = http1_builder(shared).serve_connection(io, svc);
+        tokio::pin!(connection);
+        drive(connection, &mut phase, |c| c.graceful_shutdown()).await;
+    }
+}
+
+/// Polls a hyper connection to its end, asking it to finish gracefully when the
+/// server starts draining and dropping it when the server stops.
+async fn drive<C, E>(
+    mut connection: std::pin::Pin<&mut C>,
+    phase: &mut tokio::sync::watch::Receiver<Phase>,
+    graceful: impl Fn(std::pin::Pin<&mut C>),
+) where
+    C: std::future::Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    let mut draining = false;
+    loop {
+        let now = *phase.borrow();
+        if now == Phase::Stopped {
+            return;
+        }
+        if now == Phase::Draining && !draining {
+            draining = true;
+            graceful(connection.as_mut());
+        }
+        tokio::select! {
+            result = connection.as_mut() => {
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "tunnel connection ended with an error");
+                }
+                return;
+            }
+            changed = phase.changed() => if changed.is_err() { return },
+        }
+    }
+}
+
+/// One intercepted tunnel, shared by its requests.
+struct TunnelCtx {
+    shared: Arc<Shared>,
+    conn: Arc<ConnInfo>,
+    tunnel: TunnelName,
+    identity: Identity,
+    pool: Pool,
+    /// HTTP/1.1 behind the framing guard: the guard's synthetic request is honoured.
+    guarded: bool,
+}
+
+async fn handle_tunneled(
+    ctx: Arc<TunnelCtx>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
+    let method = req.method().to_string();
+    let span = tracing::info_span!("request", method = %method, host = %ctx.tunnel.host, group = %ctx.identity.group, verdict = tracing::field::Empty);
+    let span_in = span.clone();
+    async move {
+        let mut access = Access { who: ctx.identity.who.clone(), group: Some(ctx.identity.group.clone()), ..Access::default() };
+        let routed = CatchUnwind(Box::pin(route_tunneled(&ctx, req, &mut access))).await;
+        let response = routed.unwrap_or_else(|message| {
+            tracing::error!(panic = %message, "request handling panicked: failing closed");
+            access.verdict = "block";
+            ctx.shared.refuse(&ctx.conn, Some(&ctx.identity), None, Refusal {
+                kind: BlockKind::DecisionFailed,
+                page: PageKind::Blocked,
+                reason: "the web filter had a problem checking this page, so it was blocked to be safe",
+                url: access.url.clone().unwrap_or_default(),
+                method: &method,
+                verdict: None,
+            })
+        });
+        log_access(&span_in, &ctx.conn, &method, &access, response.status());
+        Ok(response)
+    }
+    .instrument(span)
+    .await
+}
+
+async fn route_tunneled(
+    ctx: &TunnelCtx,
+    req: Request<Incoming>,
+    access: &mut Access,
+) -> Response<Body> {
+    if ctx.guarded {
+        if let Some(response) = violation_response(&req) {
+            access.verdict = "refused";
+            return response;
+        }
+    }
+    let shared = &ctx.shared;
+    let snap = shared.snapshots.load_full();
+    let method = req.method().to_string();
+    let Some((group, band)) = ctx.identity.resolve(&snap.policy) else {
+        access.verdict = "block";
+        return shared.refuse(
+            &ctx.conn,
+            Some(&ctx.identity),
+            None,
+            Refusal {
+                kind: BlockKind::DecisionFailed,
+                page: PageKind::Blocked,
+                reason: "your group is not in the school's filtering policy any more",
+                url: request_url_text(&ctx.tunnel),
+                method: &method,
+                verdict: None,
+            },
+        );
+    };
+    let refuse = |kind, reason: &str, url: String, verdict| {
+        shared.refuse(
+            &ctx.conn,
+            Some(&ctx.identity),
+            Some(&band.name),
+            Refusal {
+                kind,
+                page: PageKind::Blocked,
+                reason,
+                url,
+                method: &method,
+                verdict,
+            },
+        )
+    };
+    let (parts, body) = req.into_parts();
+    if parts.method == http::Method::CONNECT {
+        access.verdict = "refused";
+        return plain_refusal(
+            http::StatusCode::METHOD_NOT_ALLOWED,
+            "CONNECT inside a tunnel is not allowed",
+        );
+    }
+    let url = match target::tunneled_url(&parts, &ctx.tunnel, Scheme::Https) {
+        Ok(url) => url,
+        Err(TargetError::Fronting { found, .. }) => {
+            access.verdict = "block";
+            access.url = Some(request_url_text(&ctx.tunnel));
+            let reason =
+                format!("the page asked for another site ({found}) than the one it opened");
+            return refuse(
+                BlockKind::Fronting,
+                &reason,
+                request_url_text(&ctx.tunnel),
+                None,
+            );
+        }
+        Err(e) => {
+            access.verdict = "refused";
+            return target_refusal(&e);
+        }
+    };
+    access.url = Some(url.redacted());
+    let decision = match filter::decide(&snap, group, &url) {
+        Ok(decision) => decision,
+        Err(e) => {
+            tracing::error!(error = %e, "decision failed: blocking");
+            access.verdict = "block";
+            return refuse(
+                BlockKind::DecisionFailed,
+                "the web filter had a problem checking this page, so it was blocked to be safe",
+                url.redacted(),
+                None,
+            );
+        }
+    };
+    access.verdict = decision.verdict.action.as_str();
+    if decision.verdict.action == Action::Block {
+        return refuse(
+            BlockKind::Policy,
+            &decision.verdict.reason,
+            url.redacted(),
+            Some(&decision.verdict),
+        );
+    }
+    let band: Band = band.clone();
+    match forward_tunneled(ctx, &url, &band, parts, body).await {
+        Ok(response) => response,
+        Err(e) => {
+            access.verdict = if e.is_refusal() { "block" } else { "error" };
+            forward::upstream_failure_page(
+                shared,
+                &ctx.conn,
+                &ctx.identity,
+                &band,
+                &url,
+                &method,
+                &e,
+            )
+        }
+    }
+}
+
+async fn forward_tunneled(
+    ctx: &TunnelCtx,
+    url: &policy::CanonicalUrl,
+    band: &Band,
+    parts: http::request::Parts,
+    body: Incoming,
+) -> Result<Response<Body>, UpstreamError> {
+    let original = parts
+        .uri
+        .path_and_query()
+        .map_or("/", |pq| pq.as_str())
+        .to_string();
+    let rewrite = safe_search::rewrite(band, url.host(), &original);
+    let path_and_query = rewrite.path_and_query.as_deref().unwrap_or(&original);
+    let invalid = |e: http::uri::InvalidUri| UpstreamError::Exchange {
+        host: url.host().to_string(),
+        message: e.to_string(),
+    };
+    let body = body.map_err(Into::into).boxed();
+    let request = if ctx.pool.is_h2() {
+        let uri: Uri = format!(
+            "https://{}{path_and_query}",
+            target::host_header_text(url.host(), url.port(), Scheme::Https)
+        )
+        .parse()
+        .map_err(invalid)?;
+        upstream_request(parts, body, uri, Version::HTTP_2, None, &rewrite.headers)?
+    } else {
+        let uri: Uri = path_and_query.parse().map_err(invalid)?;
+        let host = target::host_header_text(url.host(), url.port(), Scheme::Https);
+        upstream_request(
+            parts,
+            body,
+            uri,
+            Version::HTTP_11,
+            Some(&host),
+            &rewrite.headers,
+        )?
+    };
+    let response = ctx.pool.send(request).await?;
+    Ok(client_response(response))
+}
+
+/// Upstream connections of one tunnel, all to the one checked address.
+struct Pool {
+    shared: Arc<Shared>,
+    host: CanonicalHost,
+    addr: Option<SocketAddr>,
+    h2: Option<http2::SendRequest<Body>>,
+    h1: Mutex<Vec<http1::SendRequest<Body>>>,
+}
+
+impl Pool {
+    async fn start<S>(
+        shared: &Arc<Shared>,
+        host: &CanonicalHost,
+        addr: Option<SocketAddr>,
+        tls: S,
+        h2: bool,
+    ) -> Result<Pool, UpstreamError>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let mut pool = Pool {
+            shared: shared.clone(),
+            host: host.clone(),
+            addr,
+            h2: None,
+            h1: Mutex::new(Vec::new()),
+        };
+        if h2 {
+            pool.h2 = Some(forward::handshake_http2(shared, host, tls).await?);
+        } else {
+            let sender = forward::handshake_http1(shared, host, tls).await?;
+            pool.h1
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(sender);
+        }
+        Ok(pool)
+    }
+
+    fn is_h2(&self) -> bool {
+        self.h2.is_some()
+    }
+
+    async fn send(&self, request: Request<Body>) -> Result<Response<Incoming>, UpstreamError> {
+        let failed = |e: hyper::Error| UpstreamError::Exchange {
+            host: self.host.to_string(),
+            message: e.to_string(),
+        };
+        if let Some(h2) = &self.h2 {
+            let mut sender = h2.clone();
+            sender.ready().await.map_err(failed)?;
+            return sender.send_request(request).await.map_err(failed);
+        }
+        let mut sender = match self.take_ready() {
+            Some(sender) => sender,
+            None => self.dial_h1().await?,
+        };
+        let response = match sender.try_send_request(request).await {
+            Ok(response) => response,
+            Err(mut e) => match e.take_message() {
+                // Closed before the request went out: it is intact, retry once.
+                Some(unsent) => {
+                    sender = self.dial_h1().await?;
+                    sender.send_request(unsent).await.map_err(failed)?
+                }
+                None => return Err(failed(e.into_error())),
+            },
+        };
+        let mut idle = self.h1.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < MAX_IDLE_UPSTREAM {
+            idle.push(sender);
+        }
+        Ok(response)
+    }
+
+    fn take_ready(&self) -> Option<http1::SendRequest<Body>> {
+        let mut idle = self.h1.lock().unwrap_or_else(|p| p.into_inner());
+        idle.retain(|s| !s.is_closed());
+        let at = idle.iter().position(|s| s.is_ready())?;
+        Some(idle.swap_remove(at))
+    }
+
+    /// Another HTTP/1.1 connection to the same checked address (never re-resolved).
+    async fn dial_h1(&self) -> Result<http1::SendRequest<Body>, UpstreamError> {
+        let addr = self.addr.ok_or_else(|| UpstreamError::Exchange {
+            host: self.host.to_string(),
+            message: "no upstream address".into(),
+        })?;
+        let stream =
+            self.shared
+                .dialer
+                .dial_addr(addr)
+                .await
+                .map_err(|source| UpstreamError::Connect {
+                    host: self.host.to_string(),
+                    source,
+                })?;
+        let tls = self
+            .shared
+            .upstream_tls
+            .connect(&self.host, stream, false)
+            .await?;
+        forward::handshake_http1(&self.shared, &self.host, tls).await
+    }
+}

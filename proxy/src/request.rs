@@ -1,0 +1,452 @@
+//! The request path for one request on a listener: the stages in order.
+//!
+//! In: a request hyper parsed behind the framing guard. Out: its response: a page
+//! of the proxy itself, a 400/407/431, a block page, a forwarded response, or the
+//! `200` that opens a CONNECT tunnel. Each request loads exactly one policy
+//! snapshot, gets one `request` span, one access-log line, and is wrapped so that
+//! a panic anywhere in it becomes a block page (fail closed) instead of a
+//! dropped connection.
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwap;
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use hyper::body::Incoming;
+use policy::event::{BlockEvent, BlockKind};
+use policy::host::CanonicalHost;
+use policy::{Action, CanonicalUrl, Verdict};
+use tokio::sync::{Semaphore, watch};
+use tracing::Instrument;
+
+use crate::auth::{self, Identity};
+use crate::block::{BlockPage, PageKind, References};
+use crate::ca::LeafCache;
+use crate::events::EventQueue;
+use crate::framing::{REJECTED_HEADER, Violation};
+use crate::listen::{Active, PerIpLimit, Phase};
+use crate::snapshot::Snapshot;
+use crate::target::{self, Target, TargetError};
+use crate::upstream::{Dialer, UpstreamTls};
+use crate::{Body, Settings, filter, forward};
+
+/// Everything the stages share, for the life of the server.
+pub(crate) struct Shared {
+    pub settings: Settings,
+    pub snapshots: Arc<ArcSwap<Snapshot>>,
+    pub dialer: Dialer,
+    pub upstream_tls: UpstreamTls,
+    pub leaves: Option<LeafCache>,
+    pub events: EventQueue,
+    pub references: References,
+    pub active: Arc<Active>,
+    pub phase: watch::Receiver<Phase>,
+    pub next_conn: AtomicU64,
+    pub connections: Arc<Semaphore>,
+    pub per_ip: PerIpLimit,
+    pub listen_addrs: Vec<SocketAddr>,
+}
+
+/// One client connection.
+pub(crate) struct ConnInfo {
+    pub peer: SocketAddr,
+    /// The upstream connection of the last plain-HTTP request, kept for reuse by
+    /// the next request to the same host on this client connection.
+    pub plain_upstream: Mutex<Option<forward::PlainUpstream>>,
+}
+
+impl ConnInfo {
+    pub(crate) fn new(peer: SocketAddr) -> Self {
+        ConnInfo {
+            peer,
+            plain_upstream: Mutex::new(None),
+        }
+    }
+}
+
+/// What the access log says about one request.
+#[derive(Default)]
+pub(crate) struct Access {
+    pub who: Option<Arc<str>>,
+    pub group: Option<Arc<str>>,
+    pub url: Option<String>,
+    pub verdict: &'static str,
+}
+
+/// Why a request is refused with a page, for the page and the event.
+pub(crate) struct Refusal<'a> {
+    pub kind: BlockKind,
+    pub page: PageKind,
+    pub reason: &'a str,
+    pub url: String,
+    pub method: &'a str,
+    pub verdict: Option<&'a Verdict>,
+}
+
+impl Shared {
+    /// Whether a host and port name this proxy (its listen addresses, or one of
+    /// the configured names on a listening port).
+    pub(crate) fn is_self(&self, host: &CanonicalHost, port: u16) -> bool {
+        self.listen_addrs
+            .iter()
+            .filter(|a| a.port() == port)
+            .any(|a| match host.ip() {
+                Some(ip) => a.ip() == ip || a.ip().is_unspecified() && ip.is_loopback(),
+                None => self.settings.names.iter().any(|n| n == host.as_str()),
+            })
+    }
+
+    /// `host:port` clients use to reach the proxy's own pages.
+    pub(crate) fn own_authority(&self) -> String {
+        let port = self.listen_addrs.first().map_or(3128, |a| a.port());
+        match (self.settings.names.first(), self.listen_addrs.first()) {
+            (Some(name), _) => format!("{name}:{port}"),
+            (None, Some(addr)) => addr.to_string(),
+            (None, None) => format!("127.0.0.1:{port}"),
+        }
+    }
+
+    /// The "ask for a review" link for a block.
+    pub(crate) fn review_link(&self, reference: &str, url: &str) -> String {
+        match &self.settings.review_url {
+            Some(template) => template
+                .replace("{ref}", reference)
+                .replace("{url}", &percent_encode(url)),
+            None => format!("http://{}/review?ref={reference}", self.own_authority()),
+        }
+    }
+
+    /// Answers with a block (or explanatory) page and, for blocks, emits the event.
+    pub(crate) fn refuse(
+        &self,
+        conn: &ConnInfo,
+        identity: Option<&Identity>,
+        band: Option<&str>,
+        r: Refusal<'_>,
+    ) -> Response<Body> {
+        self.refusal_page(conn, identity, band, r).response()
+    }
+
+    /// The page for a refusal, rendered once (a blocked tunnel serves it to every
+    /// request inside), with its event emitted.
+    pub(crate) fn refusal_page(
+        &self,
+        conn: &ConnInfo,
+        identity: Option<&Identity>,
+        band: Option<&str>,
+        r: Refusal<'_>,
+    ) -> ServedPage {
+        let reference = self.references.next();
+        let now = SystemTime::now();
+        if r.page != PageKind::Unreachable {
+            self.events.emit(BlockEvent {
+                reference: reference.clone(),
+                time_ms: now
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64),
+                client_ip: conn.peer.ip(),
+                who: identity.and_then(|i| i.who.as_deref().map(str::to_string)),
+                group: identity.map_or_else(String::new, |i| i.group.to_string()),
+                band: band.unwrap_or_default().to_string(),
+                method: r.method.to_string(),
+                url: r.url.clone(),
+                category: r
+                    .verdict
+                    .and_then(|v| v.category.as_deref().map(str::to_string)),
+                rule: r.verdict.map(|v| format!("{} {}", v.rank, v.rule)),
+                kind: r.kind,
+            });
+            tracing::info!(reference = %reference, kind = r.kind.as_str(), "blocked");
+        }
+        let review = self.review_link(&reference, &r.url);
+        let page = BlockPage {
+            kind: r.page,
+            url: &r.url,
+            reason: r.reason,
+            group: identity.map(|i| &*i.group),
+            time: now,
+            reference: &reference,
+            review_link: Some(&review),
+        };
+        ServedPage {
+            status: page.status(),
+            html: page.render().into(),
+        }
+    }
+}
+
+/// A rendered page that can be served any number of times.
+#[derive(Clone, Debug)]
+pub(crate) struct ServedPage {
+    pub status: StatusCode,
+    pub html: bytes::Bytes,
+}
+
+impl ServedPage {
+    pub(crate) fn response(&self) -> Response<Body> {
+        let mut response = crate::block::page_response(self.status, String::new());
+        *response.body_mut() = crate::full_body(self.html.clone());
+        response
+    }
+}
+
+fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// A plain-text refusal (400/431/...) that closes the connection.
+pub(crate) fn plain_refusal(status: StatusCode, message: &str) -> Response<Body> {
+    let mut response = Response::new(crate::full_body(format!(
+        "{} {}: {message}\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("")
+    )));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
+/// The response to the framing guard's synthetic request.
+pub(crate) fn violation_response(req: &Request<Incoming>) -> Option<Response<Body>> {
+    let code = req.headers().get(REJECTED_HEADER)?;
+    let violation = code
+        .to_str()
+        .ok()
+        .and_then(Violation::from_code)
+        .unwrap_or(Violation::BadRequestLine);
+    tracing::info!(
+        violation = violation.code(),
+        "request refused before parsing"
+    );
+    let status = StatusCode::from_u16(violation.status()).unwrap_or(StatusCode::BAD_REQUEST);
+    Some(plain_refusal(status, &violation.to_string()))
+}
+
+/// A target the normaliser refused.
+pub(crate) fn target_refusal(e: &TargetError) -> Response<Body> {
+    plain_refusal(StatusCode::BAD_REQUEST, &e.to_string())
+}
+
+/// hyper's entry point for a request on a listener.
+pub(crate) fn handle_plain(
+    shared: Arc<Shared>,
+    conn: Arc<ConnInfo>,
+    req: Request<Incoming>,
+) -> impl Future<Output = Result<Response<Body>, Infallible>> {
+    let span = tracing::info_span!(
+        "request",
+        method = %req.method(),
+        host = tracing::field::Empty,
+        group = tracing::field::Empty,
+        verdict = tracing::field::Empty,
+    );
+    let method = req.method().to_string();
+    let span_in = span.clone();
+    async move {
+        let mut access = Access::default();
+        let routed = CatchUnwind(Box::pin(route_plain(&shared, &conn, req, &mut access))).await;
+        let response = match routed {
+            Ok(response) => response,
+            Err(message) => {
+                tracing::error!(panic = %message, "request handling panicked: failing closed");
+                access.verdict = "block";
+                shared.refuse(&conn, None, None, Refusal {
+                    kind: BlockKind::DecisionFailed,
+                    page: PageKind::Blocked,
+                    reason: "the web filter had a problem checking this page, so it was blocked to be safe",
+                    url: access.url.clone().unwrap_or_default(),
+                    method: &method,
+                    verdict: None,
+                })
+            }
+        };
+        log_access(&span_in, &conn, &method, &access, response.status());
+        Ok(response)
+    }
+    .instrument(span)
+}
+
+/// One access-log line (target `hallpass::access`), JSON under the binary's subscriber.
+pub(crate) fn log_access(
+    span: &tracing::Span,
+    conn: &ConnInfo,
+    method: &str,
+    access: &Access,
+    status: StatusCode,
+) {
+    span.record("verdict", access.verdict);
+    tracing::info!(
+        target: "hallpass::access",
+        client = %conn.peer.ip(),
+        who = access.who.as_deref().unwrap_or("-"),
+        group = access.group.as_deref().unwrap_or("-"),
+        method,
+        url = access.url.as_deref().unwrap_or("-"),
+        verdict = access.verdict,
+        status = status.as_u16(),
+    );
+}
+
+async fn route_plain(
+    shared: &Arc<Shared>,
+    conn: &Arc<ConnInfo>,
+    req: Request<Incoming>,
+    access: &mut Access,
+) -> Response<Body> {
+    if let Some(response) = violation_response(&req) {
+        access.verdict = "refused";
+        return response;
+    }
+    let snap = shared.snapshots.load_full();
+    let (parts, body) = req.into_parts();
+    let target = match target::classify(&parts, |h, p| shared.is_self(h, p)) {
+        Ok(target) => target,
+        Err(e) => {
+            tracing::info!(error = %e, "request target refused");
+            access.verdict = "refused";
+            return target_refusal(&e);
+        }
+    };
+    if let Target::Local { path_and_query } = &target {
+        access.verdict = "local";
+        return crate::pages::serve(shared, conn, &snap, &parts, path_and_query);
+    }
+    let identity = match auth::identify(&snap.policy, conn.peer.ip(), &parts.headers) {
+        Ok(identity) => identity,
+        Err(e) => {
+            tracing::info!(error = %e, "no identity");
+            access.verdict = "auth";
+            return auth::challenge();
+        }
+    };
+    access.who = identity.who.clone();
+    access.group = Some(identity.group.clone());
+    tracing::Span::current().record("group", &*identity.group);
+    let method = parts.method.to_string();
+    let Some((group, band)) = identity.resolve(&snap.policy) else {
+        access.verdict = "block";
+        return shared.refuse(
+            conn,
+            Some(&identity),
+            None,
+            Refusal {
+                kind: BlockKind::DecisionFailed,
+                page: PageKind::Blocked,
+                reason: "your group is not in the school's filtering policy any more",
+                url: String::new(),
+                method: &method,
+                verdict: None,
+            },
+        );
+    };
+    match target {
+        Target::Local { .. } => unreachable_local(),
+        Target::Connect { host, port } => {
+            tracing::Span::current().record("host", host.as_str());
+            access.url = Some(target::authority_text(&host, port));
+            let req = Request::from_parts(parts, body);
+            crate::connect::handle(
+                shared.clone(),
+                conn.clone(),
+                snap,
+                identity,
+                host,
+                port,
+                req,
+                access,
+            )
+            .await
+        }
+        Target::Forward(url) => {
+            tracing::Span::current().record("host", url.host().as_str());
+            access.url = Some(url.redacted());
+            let decision = match filter::decide(&snap, group, &url) {
+                Ok(decision) => decision,
+                Err(e) => {
+                    tracing::error!(error = %e, "decision failed: blocking");
+                    access.verdict = "block";
+                    return shared.refuse(conn, Some(&identity), Some(&band.name), Refusal {
+                        kind: BlockKind::DecisionFailed,
+                        page: PageKind::Blocked,
+                        reason: "the web filter had a problem checking this page, so it was blocked to be safe",
+                        url: url.redacted(),
+                        method: &method,
+                        verdict: None,
+                    });
+                }
+            };
+            access.verdict = decision.verdict.action.as_str();
+            if decision.verdict.action == Action::Block {
+                return shared.refuse(
+                    conn,
+                    Some(&identity),
+                    Some(&band.name),
+                    Refusal {
+                        kind: BlockKind::Policy,
+                        page: PageKind::Blocked,
+                        reason: &decision.verdict.reason,
+                        url: url.redacted(),
+                        method: &method,
+                        verdict: Some(&decision.verdict),
+                    },
+                );
+            }
+            let band = band.clone();
+            match forward::plain(shared, conn, &url, &band, parts, body).await {
+                Ok(response) => response,
+                Err(e) => {
+                    access.verdict = if e.is_refusal() { "block" } else { "error" };
+                    forward::upstream_failure_page(
+                        shared, conn, &identity, &band, &url, &method, &e,
+                    )
+                }
+            }
+        }
+    }
+}
+
+/// `Target::Local` returns before identification; this arm cannot be reached.
+fn unreachable_local() -> Response<Body> {
+    plain_refusal(StatusCode::BAD_REQUEST, "unexpected local request")
+}
+
+/// Turns a panic inside a request future into an error value, so the connection
+/// task survives and the client gets a block page.
+pub(crate) struct CatchUnwind<F>(pub Pin<Box<F>>);
+
+impl<F: Future> Future for CatchUnwind<F> {
+    type Output = Result<F::Output, String>;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let fut = self.0.as_mut();
+        match std::panic::catch_unwind(AssertUnwindSafe(|| fut.poll(cx))) {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(output)) => Poll::Ready(Ok(output)),
+            Err(panic) => Poll::Ready(Err(filter::panic_message(&*panic))),
+        }
+    }
+}
+
+/// The URL a CONNECT decides on.
+pub(crate) fn connect_url(host: &CanonicalHost, port: u16) -> CanonicalUrl {
+    CanonicalUrl::for_host(policy::url::Scheme::Https, host.clone(), port)
+}
