@@ -72,6 +72,9 @@ pub struct Account {
     created: OffsetDateTime,
     changed: OffsetDateTime,
     disabled: bool,
+    /// See [`Account::revision`]; computed whenever a field changes, because a
+    /// cache hit compares it on every request.
+    revision: u64,
 }
 
 impl Account {
@@ -121,10 +124,35 @@ impl Account {
     /// only while its account's revision is unchanged; it covers the hash itself,
     /// so two changes within one second (the resolution of `changed`) still count.
     pub(crate) fn revision(&self) -> u64 {
+        self.revision
+    }
+
+    /// Builds an account and its revision.
+    fn new(
+        name: Arc<str>,
+        group: Arc<str>,
+        hash: Arc<str>,
+        (created, changed): (OffsetDateTime, OffsetDateTime),
+        disabled: bool,
+    ) -> Account {
+        let mut account = Account {
+            name,
+            group,
+            hash,
+            created,
+            changed,
+            disabled,
+            revision: 0,
+        };
+        account.update_revision();
+        account
+    }
+
+    fn update_revision(&mut self) {
         let mut h = std::hash::DefaultHasher::new();
         (&*self.name, &*self.group, &*self.hash, self.disabled).hash(&mut h);
         self.changed.unix_timestamp().hash(&mut h);
-        h.finish()
+        self.revision = h.finish();
     }
 }
 
@@ -334,14 +362,13 @@ impl Accounts {
         rules.check(name, group, password)?;
         let now = whole_seconds_utc(now);
         let hash = hash_password(password.expose().as_bytes(), params)?;
-        self.insert(Account {
-            name: name.into(),
-            group: group.into(),
-            hash: hash.into(),
-            created: now,
-            changed: now,
-            disabled: false,
-        });
+        self.insert(Account::new(
+            name.into(),
+            group.into(),
+            hash.into(),
+            (now, now),
+            false,
+        ));
         Ok(())
     }
 
@@ -358,6 +385,7 @@ impl Accounts {
         rules.check(&account.name, &account.group, password)?;
         account.hash = hash_password(password.expose().as_bytes(), params)?.into();
         account.changed = whole_seconds_utc(now);
+        account.update_revision();
         Ok(())
     }
 
@@ -374,6 +402,7 @@ impl Accounts {
         }
         account.disabled = disabled;
         account.changed = whole_seconds_utc(now);
+        account.update_revision();
         Ok(true)
     }
 
@@ -594,14 +623,13 @@ impl RawAccount {
             .map_err(|m| (self.hash.span(), format!("account {name:?}: {m}")))?;
         let created = utc_time(&self.created)?;
         let changed = utc_time(&self.changed)?;
-        Ok(Account {
-            name: name.as_str().into(),
-            group: group.as_str().into(),
-            hash: self.hash.get_ref().as_str().into(),
-            created,
-            changed,
-            disabled: self.disabled,
-        })
+        Ok(Account::new(
+            name.as_str().into(),
+            group.as_str().into(),
+            self.hash.get_ref().as_str().into(),
+            (created, changed),
+            self.disabled,
+        ))
     }
 }
 

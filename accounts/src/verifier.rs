@@ -158,9 +158,10 @@ pub struct Verifier {
     state: RwLock<State>,
     throttle: Mutex<Throttle>,
     hashing: HashSlots,
-    /// Keys the cache's MAC. Random per process, so cache keys mean nothing
-    /// outside it.
-    mac_key: Zeroizing<[u8; 32]>,
+    /// The cache's MAC, already keyed with a random per-process key (so cache
+    /// keys mean nothing outside this process). Cloned per lookup: keying costs
+    /// a BLAKE2b block, cloning a copy.
+    mac: Blake2bMac<U32>,
     /// Verified in place of a missing account's hash, with the same cost.
     dummy_hash: String,
     credential_lifetime: Duration,
@@ -209,6 +210,8 @@ impl Verifier {
                 detail: e.to_string(),
             })?;
         let dummy_hash = hash_password(dummy_password.as_ref(), params)?;
+        let mac = <Blake2bMac<U32> as KeyInit>::new_from_slice(mac_key.as_ref())
+            .expect("a 32-byte key is within BLAKE2b's 64-byte key limit");
         Ok(Verifier {
             state: RwLock::new(State {
                 accounts: Arc::new(accounts),
@@ -216,7 +219,7 @@ impl Verifier {
             }),
             throttle: Mutex::new(Throttle::new(settings.throttle)),
             hashing: HashSlots::new(settings.max_concurrent_hashes),
-            mac_key,
+            mac,
             dummy_hash,
             credential_lifetime: settings.credential_lifetime,
             clock,
@@ -361,8 +364,7 @@ impl Verifier {
     /// BLAKE2b-256 MAC of the name's length, the name and the password. The
     /// length prefix keeps ("ab", "c...") and ("a", "bc...") apart.
     fn cache_key(&self, user: &str, password: &[u8]) -> Key {
-        let mut mac = <Blake2bMac<U32> as KeyInit>::new_from_slice(self.mac_key.as_ref())
-            .expect("a 32-byte key is within BLAKE2b's 64-byte key limit");
+        let mut mac = self.mac.clone();
         // Names are at most MAX_NAME_LEN (64) bytes, so the length fits a byte.
         mac.update(&[user.len() as u8]);
         mac.update(user.as_bytes());
