@@ -412,6 +412,10 @@ enum State {
     Passthrough,
     /// A violation was answered or the body was cut: nothing more is read.
     Closed,
+    /// A violation is being answered: reads stay pending (an end of input now
+    /// would make hyper drop the connection before writing the answer, whose
+    /// `connection: close` ends it).
+    Refused,
 }
 
 /// An I/O wrapper that releases a client's bytes to hyper only after
@@ -457,7 +461,7 @@ impl<T> FramingGuard<T> {
         let mut at = 0;
         // Every step either consumes bytes, waits for more, or changes state to one
         // that does (a held head, a refusal), so this loop ends.
-        while at < input.len() && self.state != State::Closed {
+        while at < input.len() && !matches!(self.state, State::Closed | State::Refused) {
             let rest = &input[at..];
             let step = match self.state {
                 State::Head => self.step_head(rest),
@@ -488,14 +492,14 @@ impl<T> FramingGuard<T> {
                     self.output.extend_from_slice(rest);
                     Step::Consumed(rest.len())
                 }
-                State::Closed => Step::NeedMore,
+                State::Closed | State::Refused => Step::NeedMore,
             };
             match step {
                 Step::Consumed(n) => at += n,
                 Step::NeedMore => break,
             }
         }
-        if self.state != State::Closed {
+        if !matches!(self.state, State::Closed | State::Refused) {
             self.input = input;
             self.input.drain(..at);
         }
@@ -610,7 +614,7 @@ impl<T> FramingGuard<T> {
     fn reject(&mut self, v: Violation) -> Step {
         self.output
             .extend_from_slice(synthetic_request(v).as_bytes());
-        self.state = State::Closed;
+        self.state = State::Refused;
         Step::Consumed(0)
     }
 
@@ -681,6 +685,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for FramingGuard<T> {
             }
             match this.state {
                 State::Closed => return Poll::Ready(Ok(())),
+                State::Refused => return Poll::Pending,
                 // Tunnel bytes and plain bodies with nothing buffered skip the copy.
                 State::Passthrough if this.input.is_empty() => {
                     return Pin::new(&mut this.inner).poll_read(cx, buf);
@@ -890,10 +895,13 @@ mod tests {
         let mut out = Vec::new();
         let mut buf = [0u8; 7];
         loop {
-            match guard.read(&mut buf).await {
-                Ok(0) => return (out, None),
-                Ok(n) => out.extend_from_slice(&buf[..n]),
-                Err(e) => return (out, Some(e.kind())),
+            // A refused connection's reads stay pending: that is its end here.
+            let read =
+                tokio::time::timeout(std::time::Duration::from_millis(50), guard.read(&mut buf));
+            match read.await {
+                Err(_) | Ok(Ok(0)) => return (out, None),
+                Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
+                Ok(Err(e)) => return (out, Some(e.kind())),
             }
         }
     }

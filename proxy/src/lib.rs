@@ -55,6 +55,7 @@ use bytes::Bytes;
 use http_body_util::BodyExt;
 use policy::config::{Config, DestinationRule};
 
+pub use arc_swap;
 pub use listen::Server;
 pub use upstream::{Resolve, SystemResolver};
 

@@ -1,0 +1,527 @@
+//! The proxy test harness: a real proxy on `127.0.0.1:0`, local HTTP and HTTPS
+//! origins that record what reached them, a stub resolver, and clients that
+//! speak through the proxy the way a browser does (absolute-form for HTTP,
+//! CONNECT then TLS trusting the school CA for HTTPS) or send raw bytes.
+//!
+//! Only loopback addresses are used: the origins listen on 127.0.0.2 and
+//! 127.0.0.3, and the test config opts in exactly those sockets through
+//! `dangerous_allow_destinations` (the way a school would open an internal
+//! server), never through a compile-time switch.
+#![allow(dead_code)]
+
+pub mod origin;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use policy::event::BlockEvent;
+use proxy::arc_swap::ArcSwap;
+use proxy::ca::CertificateAuthority;
+use proxy::events::{EventSink, EventSinkError};
+use proxy::{ProxyBuilder, Resolve, Settings};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
+
+pub use origin::{Origin, OriginCa};
+
+/// The names the stub resolver knows, and where they point.
+pub const ORIGIN_IP: [u8; 4] = [127, 0, 0, 2];
+/// Where the origin with an untrusted certificate lives.
+pub const BAD_ORIGIN_IP: [u8; 4] = [127, 0, 0, 3];
+
+/// Every test name that resolves to the main origins.
+pub const ORIGIN_NAMES: &[&str] = &[
+    "allowed.test",
+    "blocked.test",
+    "games.test",
+    "splice.test",
+    "www.google.com",
+    "www.bing.com",
+    "duckduckgo.com",
+    "www.youtube.com",
+];
+
+/// Maps test names to loopback addresses; anything else does not resolve.
+pub struct StubResolver(HashMap<String, Vec<IpAddr>>);
+
+impl StubResolver {
+    fn new() -> Self {
+        let mut map = HashMap::new();
+        for name in ORIGIN_NAMES {
+            map.insert(name.to_string(), vec![IpAddr::from(ORIGIN_IP)]);
+        }
+        map.insert("badcert.test".into(), vec![IpAddr::from(BAD_ORIGIN_IP)]);
+        // Names that point where the proxy must never go.
+        map.insert(
+            "internal.test".into(),
+            vec!["10.0.0.1".parse().expect("ip")],
+        );
+        map.insert(
+            "loopback.test".into(),
+            vec!["127.0.0.1".parse().expect("ip")],
+        );
+        map.insert(
+            "mixed.test".into(),
+            vec![
+                IpAddr::from(ORIGIN_IP),
+                "169.254.169.254".parse().expect("ip"),
+            ],
+        );
+        StubResolver(map)
+    }
+}
+
+impl Resolve for StubResolver {
+    fn resolve<'a>(
+        &'a self,
+        host: &'a str,
+    ) -> Pin<Box<dyn Future<Output = io::Result<Vec<IpAddr>>> + Send + 'a>> {
+        let found = self.0.get(host).cloned();
+        Box::pin(async move {
+            found.ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no such test name"))
+        })
+    }
+}
+
+/// Collects block events in memory.
+#[derive(Clone, Default)]
+pub struct MemorySink(pub Arc<Mutex<Vec<BlockEvent>>>);
+
+impl EventSink for MemorySink {
+    fn write_batch(&mut self, events: &[BlockEvent]) -> Result<(), EventSinkError> {
+        self.0.lock().expect("sink lock").extend_from_slice(events);
+        Ok(())
+    }
+}
+
+/// What a test may change in `[proxy]` of the test config (TOML lines).
+#[derive(Clone, Default)]
+pub struct Options {
+    /// Extra lines appended to `[proxy]`.
+    pub proxy_toml: String,
+    /// The policy file, when not [`POLICY`].
+    pub policy: Option<String>,
+}
+
+impl Options {
+    /// Extra `[proxy]` lines.
+    pub fn proxy(lines: &str) -> Options {
+        Options {
+            proxy_toml: lines.to_string(),
+            policy: None,
+        }
+    }
+}
+
+/// A running proxy with its origins.
+pub struct TestProxy {
+    /// The proxy's address.
+    pub addr: SocketAddr,
+    /// The plain-HTTP origin.
+    pub http: Origin,
+    /// The HTTPS origin (certificate from the origin CA, trusted via `upstream_roots`).
+    pub https: Origin,
+    /// An HTTPS origin whose certificate no one trusts.
+    pub bad: Origin,
+    /// The school (interception) CA's certificate in PEM.
+    pub school_ca_pem: String,
+    /// The origin CA's certificate in PEM (what a spliced tunnel shows).
+    pub origin_ca_pem: String,
+    /// Block events the proxy emitted.
+    pub events: MemorySink,
+    /// The config folder.
+    pub dir: tempfile::TempDir,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<JoinHandle<Result<(), proxy::ProxyError>>>,
+}
+
+/// Starts a proxy with the default test policy.
+pub async fn start() -> TestProxy {
+    start_with(Options::default()).await
+}
+
+/// Starts a proxy with extra `[proxy]` settings.
+pub async fn start_with(options: Options) -> TestProxy {
+    let origin_ca = OriginCa::new("hallpass test origin CA");
+    let http = origin::http_origin(ORIGIN_IP).await;
+    let https = origin::https_origin(ORIGIN_IP, origin_ca.leaf(ORIGIN_NAMES)).await;
+    let bad = origin::https_origin(
+        BAD_ORIGIN_IP,
+        OriginCa::new("an untrusted CA").leaf(&["badcert.test"]),
+    )
+    .await;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_config(
+        dir.path(),
+        &origin_ca,
+        &[http.addr, https.addr, bad.addr],
+        &options,
+    );
+    let snapshot = proxy::snapshot::load(&dir.path().join("hallpass.toml"), 1)
+        .unwrap_or_else(|e| panic!("test config: {e}"));
+    let settings = Settings::from_config(&snapshot.config, &snapshot.config_dir);
+    let snapshots = Arc::new(ArcSwap::from_pointee(snapshot));
+    let school_ca = Arc::new(CertificateAuthority::generate("Test School").expect("school CA"));
+    let school_ca_pem = school_ca.cert_pem().to_string();
+    let events = MemorySink::default();
+    let server = ProxyBuilder::new(settings, snapshots)
+        .resolver(Arc::new(StubResolver::new()))
+        .ca(school_ca)
+        .event_sink(Box::new(events.clone()))
+        .bind()
+        .await
+        .expect("proxy binds");
+    let addr = server.local_addrs()[0];
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(server.run(async move {
+        let _ = rx.await;
+    }));
+    TestProxy {
+        addr,
+        http,
+        https,
+        bad,
+        school_ca_pem,
+        origin_ca_pem: origin_ca.cert_pem(),
+        events,
+        dir,
+        shutdown: Some(tx),
+        task: Some(task),
+    }
+}
+
+fn write_config(dir: &Path, origin_ca: &OriginCa, origins: &[SocketAddr], options: &Options) {
+    let lists = dir.join("lists/t");
+    for (list, entries) in [
+        ("child-abuse", "child-abuse.hallpass-test.invalid\n"),
+        ("terrorism", "terrorism.hallpass-test.invalid\n"),
+        ("malware", "malware.hallpass-test.invalid\n"),
+        ("phishing", "phishing.hallpass-test.invalid\n"),
+        ("games", "games.test\n"),
+        ("bank", "splice.test\n"),
+    ] {
+        std::fs::create_dir_all(lists.join(list)).expect("list dir");
+        std::fs::write(lists.join(list).join("domains"), entries).expect("list");
+    }
+    std::fs::write(dir.join("origin-ca.pem"), origin_ca.cert_pem()).expect("origin ca");
+    let exact: Vec<String> = origins.iter().map(|a| format!("\"{a}\"")).collect();
+    let config = format!(
+        r#"version = 1
+policy = "policy.toml"
+state_dir = "state"
+
+[lists.t]
+format = "squidguard"
+path = "lists/t"
+
+[proxy]
+listen = ["127.0.0.1:0"]
+upstream_roots = ["origin-ca.pem"]
+dangerous_allow_destinations = [{}]
+shutdown_grace = "3s"
+{}
+"#,
+        exact.join(", "),
+        options.proxy_toml
+    );
+    std::fs::write(dir.join("hallpass.toml"), config).expect("config");
+    std::fs::write(
+        dir.join("policy.toml"),
+        options.policy.as_deref().unwrap_or(POLICY),
+    )
+    .expect("policy");
+}
+
+/// The test policy: `blocked.test` denied, `games.test` in a blocked category,
+/// `splice.test` never intercepted (banking), everyone on 127.0.0.0/8 in year4.
+pub const POLICY: &str = r#"version = 1
+
+[school]
+name = "Test School"
+
+[baseline]
+child-abuse = ["t:child-abuse"]
+terrorism = ["t:terrorism"]
+malware = ["t:malware"]
+phishing = ["t:phishing"]
+
+[categories.games]
+lists = ["t:games"]
+reason = "Games sites are not allowed in school time."
+
+[categories.banking]
+lists = ["t:bank"]
+reason = "Online banking."
+
+[deny]
+domains = ["blocked.test"]
+
+[no_intercept]
+categories = ["banking"]
+
+[bands.ks2]
+label = "Key Stage 2"
+ages = "7-10"
+default = "allow"
+safe_search = true
+youtube = "strict"
+block = ["games"]
+
+[groups]
+year4 = { band = "ks2", label = "Year 4" }
+
+[[subnets]]
+cidr = "127.0.0.0/8"
+group = "year4"
+"#;
+
+impl TestProxy {
+    /// Starts the proxy's graceful shutdown and returns its task.
+    pub fn begin_shutdown(&mut self) -> JoinHandle<Result<(), proxy::ProxyError>> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        self.task.take().expect("proxy task")
+    }
+
+    /// Block events so far (waits briefly for the writer thread).
+    pub async fn events(&self) -> Vec<BlockEvent> {
+        for _ in 0..100 {
+            let events = self.events.0.lock().expect("sink").clone();
+            if !events.is_empty() {
+                return events;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Vec::new()
+    }
+
+    /// An HTTP URL on the plain origin under `name`.
+    pub fn http_url(&self, name: &str, path: &str) -> String {
+        format!("http://{name}:{}{path}", self.http.addr.port())
+    }
+
+    /// `name:port` of the HTTPS origin.
+    pub fn https_authority(&self, name: &str) -> String {
+        format!("{name}:{}", self.https.addr.port())
+    }
+
+    /// The config folder.
+    pub fn path(&self) -> PathBuf {
+        self.dir.path().to_path_buf()
+    }
+}
+
+impl Drop for TestProxy {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// A response as a test sees it.
+#[derive(Debug)]
+pub struct Reply {
+    /// The status.
+    pub status: StatusCode,
+    /// The headers.
+    pub headers: hyper::HeaderMap,
+    /// The body as text.
+    pub body: String,
+}
+
+/// Sends one request through the proxy on a fresh connection (absolute-form).
+pub async fn send(proxy: SocketAddr, req: Request<Full<Bytes>>) -> Reply {
+    let stream = TcpStream::connect(proxy).await.expect("connect to proxy");
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .expect("handshake");
+    tokio::spawn(conn);
+    let response = tokio::time::timeout(Duration::from_secs(10), sender.send_request(req))
+        .await
+        .expect("response in time")
+        .expect("response");
+    collect(response).await
+}
+
+/// `GET url` through the proxy.
+pub async fn get(proxy: SocketAddr, url: &str) -> Reply {
+    send(
+        proxy,
+        Request::get(url)
+            .body(Full::new(Bytes::new()))
+            .expect("request"),
+    )
+    .await
+}
+
+async fn collect(response: hyper::Response<hyper::body::Incoming>) -> Reply {
+    let (parts, body) = response.into_parts();
+    let body = tokio::time::timeout(Duration::from_secs(10), body.collect())
+        .await
+        .expect("body in time")
+        .expect("body");
+    Reply {
+        status: parts.status,
+        headers: parts.headers,
+        body: String::from_utf8_lossy(&body.to_bytes()).into_owned(),
+    }
+}
+
+/// Opens a CONNECT tunnel; returns the status line's code and, on 200, the stream.
+pub async fn connect(proxy: SocketAddr, authority: &str) -> (u16, Option<TcpStream>, String) {
+    let mut stream = TcpStream::connect(proxy).await.expect("connect to proxy");
+    let head = format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n");
+    stream
+        .write_all(head.as_bytes())
+        .await
+        .expect("write CONNECT");
+    let mut got = Vec::new();
+    let mut byte = [0u8; 1];
+    // Read the head byte by byte so no tunnel byte is consumed.
+    while !got.ends_with(b"\r\n\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut byte))
+            .await
+            .expect("CONNECT answer in time")
+            .expect("read");
+        if n == 0 {
+            break;
+        }
+        got.push(byte[0]);
+    }
+    let text = String::from_utf8_lossy(&got).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    if status == 200 {
+        (status, Some(stream), text)
+    } else {
+        let mut rest = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(2), stream.read_to_end(&mut rest)).await;
+        (status, None, text + &String::from_utf8_lossy(&rest))
+    }
+}
+
+/// A rustls client config trusting only the given PEM certificates.
+pub fn client_tls(trusted_pem: &[&str], alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    for pem in trusted_pem {
+        for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
+            roots.add(cert.expect("pem")).expect("root");
+        }
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("protocols")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Arc::new(config)
+}
+
+/// TLS over an opened tunnel, with `sni` as the server name.
+pub async fn tls(
+    stream: TcpStream,
+    sni: &str,
+    config: Arc<rustls::ClientConfig>,
+) -> io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+    let name = ServerName::try_from(sni.to_string())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio_rustls::TlsConnector::from(config).connect(name, stream),
+    )
+    .await
+    .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "tls handshake timed out"))?
+}
+
+/// `GET https://authority/path` through the proxy: CONNECT, TLS trusting
+/// `trusted_pem`, then one HTTP/1.1 request (or h2 when `h2`).
+pub async fn https_get(
+    proxy: SocketAddr,
+    authority: &str,
+    path: &str,
+    trusted_pem: &[&str],
+    h2: bool,
+) -> io::Result<Reply> {
+    let (status, stream, text) = connect(proxy, authority).await;
+    let Some(stream) = stream else {
+        return Err(io::Error::other(format!(
+            "CONNECT refused with {status}: {text}"
+        )));
+    };
+    let host = authority.rsplit_once(':').map_or(authority, |(h, _)| h);
+    let alpn: &[&[u8]] = if h2 {
+        &[b"h2", b"http/1.1"]
+    } else {
+        &[b"http/1.1"]
+    };
+    let tls = tls(stream, host, client_tls(trusted_pem, alpn)).await?;
+    let negotiated_h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+    let request = |uri: String| {
+        let mut builder = Request::get(uri);
+        if !negotiated_h2 {
+            builder = builder.header("host", authority);
+        }
+        builder.body(Full::new(Bytes::new())).expect("request")
+    };
+    let response = if negotiated_h2 {
+        let (mut sender, conn) = hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            TokioIo::new(tls),
+        )
+        .await
+        .map_err(io::Error::other)?;
+        tokio::spawn(conn);
+        sender
+            .send_request(request(format!("https://{authority}{path}")))
+            .await
+            .map_err(io::Error::other)?
+    } else {
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .map_err(io::Error::other)?;
+        tokio::spawn(conn);
+        sender
+            .send_request(request(path.to_string()))
+            .await
+            .map_err(io::Error::other)?
+    };
+    Ok(collect(response).await)
+}
+
+/// Writes raw bytes to the proxy and reads until it closes (or 5 s pass).
+pub async fn raw(proxy: SocketAddr, bytes: &[u8]) -> String {
+    let mut stream = TcpStream::connect(proxy).await.expect("connect to proxy");
+    stream.write_all(bytes).await.expect("write");
+    let mut got = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut got)).await;
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+/// The status code of the first response in raw text (0 when there is none).
+pub fn first_status(text: &str) -> u16 {
+    text.strip_prefix("HTTP/1.1 ")
+        .and_then(|rest| rest.get(..3))
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0)
+}

@@ -1,0 +1,211 @@
+//! Local origins that record every connection and request they receive.
+//!
+//! Each answers `200` with `origin <METHOD> <path?query>` as the body, plus an
+//! `Alt-Svc` header and a hop-by-hop header (both must be stripped by the proxy).
+//! `/slow?ms=N` waits N milliseconds before answering (for shutdown tests).
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::{HeaderMap, Method, Request, Response, Version};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use tokio::net::TcpListener;
+
+/// One request as the origin saw it.
+#[derive(Clone, Debug)]
+pub struct Seen {
+    /// The method.
+    pub method: Method,
+    /// The request target as received.
+    pub uri: String,
+    /// The headers as received.
+    pub headers: HeaderMap,
+    /// The body.
+    pub body: Bytes,
+    /// The HTTP version.
+    pub version: Version,
+}
+
+/// What an origin received.
+#[derive(Default)]
+pub struct OriginLog {
+    connections: AtomicUsize,
+    requests: Mutex<Vec<Seen>>,
+}
+
+/// A running origin.
+#[derive(Clone)]
+pub struct Origin {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// What it received.
+    pub log: Arc<OriginLog>,
+}
+
+impl Origin {
+    /// TCP connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.log.connections.load(Ordering::SeqCst)
+    }
+
+    /// Requests received so far.
+    pub fn requests(&self) -> Vec<Seen> {
+        self.log.requests.lock().expect("origin log").clone()
+    }
+}
+
+/// The CA that signs the origins' certificates (trusted by the proxy through
+/// `upstream_roots`, never by the test clients of intercepted tunnels).
+pub struct OriginCa {
+    issuer: Issuer<'static, KeyPair>,
+    cert_pem: String,
+}
+
+impl OriginCa {
+    /// A fresh CA named `name`.
+    pub fn new(name: &str) -> Self {
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let cert = params.self_signed(&key).expect("self-signed");
+        let cert_pem = cert.pem();
+        OriginCa {
+            issuer: Issuer::new(params, key),
+            cert_pem,
+        }
+    }
+
+    /// The CA certificate (PEM).
+    pub fn cert_pem(&self) -> String {
+        self.cert_pem.clone()
+    }
+
+    /// A server certificate for these names (plus 127.0.0.2 and 127.0.0.3).
+    pub fn leaf(&self, names: &[&str]) -> (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) {
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
+        let mut sans: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        sans.extend(["127.0.0.2".to_string(), "127.0.0.3".to_string()]);
+        let params = CertificateParams::new(sans).expect("params");
+        let cert = params.signed_by(&key, &self.issuer).expect("leaf");
+        (
+            vec![cert.der().clone()],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+        )
+    }
+}
+
+async fn answer(
+    log: Arc<OriginLog>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let (parts, body) = req.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let uri = parts.uri.to_string();
+    log.requests.lock().expect("origin log").push(Seen {
+        method: parts.method.clone(),
+        uri: uri.clone(),
+        headers: parts.headers.clone(),
+        body,
+        version: parts.version,
+    });
+    if let Some(ms) = uri.strip_prefix("/slow?ms=").and_then(|ms| ms.parse().ok()) {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    let path = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let mut response = Response::new(Full::new(Bytes::from(format!(
+        "origin {} {path}",
+        parts.method
+    ))));
+    let h = response.headers_mut();
+    h.insert("alt-svc", "h3=\":443\"; ma=86400".parse().expect("header"));
+    if parts.version != Version::HTTP_2 {
+        h.insert("connection", "x-hop".parse().expect("header"));
+        h.insert("x-hop", "1".parse().expect("header"));
+    }
+    h.insert("x-origin", "yes".parse().expect("header"));
+    Ok(response)
+}
+
+/// A plain-HTTP origin on `ip:0`.
+pub async fn http_origin(ip: [u8; 4]) -> Origin {
+    let listener = TcpListener::bind(SocketAddr::from((ip, 0)))
+        .await
+        .expect("bind origin");
+    let origin = Origin {
+        addr: listener.local_addr().expect("addr"),
+        log: Arc::default(),
+    };
+    let log = origin.log.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            log.connections.fetch_add(1, Ordering::SeqCst);
+            let log = log.clone();
+            tokio::spawn(async move {
+                let svc = service_fn(move |req| answer(log.clone(), req));
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    origin
+}
+
+/// An HTTPS origin on `ip:0` (ALPN h2 and http/1.1).
+pub async fn https_origin(
+    ip: [u8; 4],
+    (chain, key): (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>),
+) -> Origin {
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("protocols")
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .expect("origin cert");
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind(SocketAddr::from((ip, 0)))
+        .await
+        .expect("bind origin");
+    let origin = Origin {
+        addr: listener.local_addr().expect("addr"),
+        log: Arc::default(),
+    };
+    let log = origin.log.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            log.connections.fetch_add(1, Ordering::SeqCst);
+            let log = log.clone();
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let svc = service_fn(move |req| answer(log.clone(), req));
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(tls), svc)
+                    .await;
+            });
+        }
+    });
+    origin
+}

@@ -1,0 +1,234 @@
+//! HTTPS through the proxy: interception, the block page inside TLS, the
+//! no-intercept splice, SNI and Host fronting, bad upstream certificates.
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::harness::{self, client_tls, connect, https_get, tls};
+
+#[tokio::test]
+async fn allowed_https_is_intercepted_and_forwarded() {
+    let p = harness::start().await;
+    let authority = p.https_authority("allowed.test");
+    let reply = https_get(p.addr, &authority, "/x?y=1", &[&p.school_ca_pem], false)
+        .await
+        .expect("https through the proxy");
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.body, "origin GET /x?y=1");
+    assert!(
+        !reply.headers.contains_key("alt-svc"),
+        "Alt-Svc stripped from intercepted responses"
+    );
+    let seen = p.https.requests();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(
+        seen[0]
+            .headers
+            .get("host")
+            .map(|h| h.to_str().unwrap_or("")),
+        Some(authority.as_str())
+    );
+}
+
+#[tokio::test]
+async fn h2_clients_get_h2_when_the_origin_speaks_it() {
+    let p = harness::start().await;
+    let authority = p.https_authority("allowed.test");
+    let reply = https_get(p.addr, &authority, "/h2", &[&p.school_ca_pem], true)
+        .await
+        .expect("h2 through the proxy");
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.body, "origin GET /h2");
+    assert_eq!(p.https.requests()[0].version, hyper::Version::HTTP_2);
+}
+
+#[tokio::test]
+async fn blocked_https_shows_the_block_page_without_touching_the_origin() {
+    let p = harness::start().await;
+    // Port 443: allowed by default; nothing listens there and nothing is dialled.
+    let reply = https_get(
+        p.addr,
+        "blocked.test:443",
+        "/secret",
+        &[&p.school_ca_pem],
+        false,
+    )
+    .await
+    .expect("block page over TLS");
+    assert_eq!(reply.status, 403);
+    assert!(
+        reply.body.contains("This page is blocked"),
+        "{}",
+        reply.body
+    );
+    assert!(
+        reply.headers["content-security-policy"]
+            .to_str()
+            .expect("csp")
+            .starts_with("default-src 'none'")
+    );
+    let events = p.events().await;
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].method, "CONNECT");
+    assert!(reply.body.contains(&events[0].reference));
+    // Also over h2.
+    let reply = https_get(p.addr, "blocked.test:443", "/", &[&p.school_ca_pem], true)
+        .await
+        .expect("h2 block page");
+    assert_eq!(reply.status, 403);
+    assert_eq!(p.https.connections() + p.http.connections(), 0);
+}
+
+#[tokio::test]
+async fn requests_inside_a_tunnel_are_decided_on_their_own() {
+    let p = harness::start().await;
+    // Host names another (blocked) site inside an allowed tunnel: fronting.
+    let authority = p.https_authority("allowed.test");
+    let (status, stream, _) = connect(p.addr, &authority).await;
+    assert_eq!(status, 200);
+    let tls = tls(
+        stream.expect("tunnel"),
+        "allowed.test",
+        client_tls(&[&p.school_ca_pem], &[b"http/1.1"]),
+    )
+    .await
+    .expect("tls");
+    let mut tls = tls;
+    tls.write_all(b"POST /upload HTTP/1.1\r\nHost: blocked.test\r\nContent-Length: 3\r\n\r\nabc")
+        .await
+        .expect("write");
+    let mut got = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), tls.read(&mut got))
+        .await
+        .expect("answer")
+        .expect("read");
+    let text = String::from_utf8_lossy(&got[..n]);
+    assert!(text.starts_with("HTTP/1.1 403"), "{text}");
+    assert!(
+        p.https.requests().is_empty(),
+        "the fronted request never reached an origin"
+    );
+    let events = p.events().await;
+    assert_eq!(events[0].kind, policy::event::BlockKind::Fronting);
+}
+
+#[tokio::test]
+async fn sni_for_another_name_is_blocked_inside_an_intercepted_tunnel() {
+    let p = harness::start().await;
+    let (status, stream, _) = connect(p.addr, &p.https_authority("allowed.test")).await;
+    assert_eq!(status, 200);
+    // The proxy dialled the origin before answering 200 (an honest answer), but
+    // the SNI asks for another name: the block page is served, nothing forwarded.
+    let tls = tls(
+        stream.expect("tunnel"),
+        "blocked.test",
+        client_tls(&[&p.school_ca_pem], &[b"http/1.1"]),
+    )
+    .await
+    .expect("tls");
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+            .await
+            .expect("h1");
+    tokio::spawn(conn);
+    let req = hyper::Request::get("/")
+        .header("host", "blocked.test")
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .expect("req");
+    let response = sender.send_request(req).await.expect("response");
+    assert_eq!(response.status(), 403);
+    assert!(p.https.requests().is_empty());
+}
+
+#[tokio::test]
+async fn no_intercept_hosts_are_spliced_with_the_origins_own_certificate() {
+    let p = harness::start().await;
+    let authority = p.https_authority("splice.test");
+    // Only the origin CA is trusted: this works only if the proxy did not intercept.
+    let reply = https_get(p.addr, &authority, "/bank", &[&p.origin_ca_pem], false)
+        .await
+        .expect("spliced");
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.body, "origin GET /bank");
+    // Alt-Svc is untouched: the proxy cannot see inside a spliced tunnel.
+    assert!(reply.headers.contains_key("alt-svc"));
+    // Trusting only the school CA fails: the certificate is the origin's.
+    assert!(
+        https_get(p.addr, &authority, "/", &[&p.school_ca_pem], false)
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn a_spliced_tunnel_with_another_sni_is_closed() {
+    let p = harness::start().await;
+    let (status, stream, _) = connect(p.addr, &p.https_authority("splice.test")).await;
+    assert_eq!(status, 200);
+    let result = tls(
+        stream.expect("tunnel"),
+        "allowed.test",
+        client_tls(&[&p.origin_ca_pem], &[b"http/1.1"]),
+    )
+    .await;
+    assert!(result.is_err(), "the handshake must not complete");
+    assert!(p.https.requests().is_empty());
+    let events = p.events().await;
+    assert_eq!(events[0].kind, policy::event::BlockKind::Fronting);
+}
+
+#[tokio::test]
+async fn a_bad_upstream_certificate_gets_an_explanation_and_no_way_through() {
+    let p = harness::start().await;
+    let authority = format!("badcert.test:{}", p.bad.addr.port());
+    let reply = https_get(p.addr, &authority, "/", &[&p.school_ca_pem], false)
+        .await
+        .expect("explanation page");
+    assert_eq!(reply.status, 403);
+    assert!(
+        reply.body.contains("security certificate"),
+        "{}",
+        reply.body
+    );
+    assert!(
+        reply.body.contains("not issued by an authority"),
+        "{}",
+        reply.body
+    );
+    assert!(
+        !reply.body.contains("Ask for a review"),
+        "no click-through for a bad certificate"
+    );
+    assert!(
+        p.bad.requests().is_empty(),
+        "no request was sent over an unverified connection"
+    );
+    let events = p.events().await;
+    assert_eq!(
+        events[0].kind,
+        policy::event::BlockKind::UpstreamCertificate
+    );
+}
+
+#[tokio::test]
+async fn connect_is_decided_and_dialled_before_the_200() {
+    let p = harness::start().await;
+    // A port nobody allowed.
+    let (status, _, _) = connect(p.addr, "allowed.test:22").await;
+    assert_eq!(status, 403);
+    // A name that resolves inside the school network.
+    let (status, _, _) = connect(p.addr, "internal.test:443").await;
+    assert_eq!(status, 403);
+    // An allowed name whose port has nothing listening: an honest 502.
+    let dead = std::net::TcpListener::bind("127.0.0.2:0").expect("bind");
+    let port = dead.local_addr().expect("addr").port();
+    drop(dead);
+    let (status, _, _) = connect(p.addr, &format!("allowed.test:{port}")).await;
+    assert!(status == 403 || status == 502, "{status}");
+    // Malformed targets.
+    for target in ["allowed.test", "user@allowed.test:443", "allowed.test:0"] {
+        let (status, _, text) = connect(p.addr, target).await;
+        assert_eq!(status, 400, "{target}: {text}");
+    }
+    assert_eq!(p.https.connections(), 0);
+}

@@ -1,0 +1,114 @@
+//! Identity, timeouts, connection limits and graceful shutdown.
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::harness::{self, Options, get};
+
+#[tokio::test]
+async fn a_slow_head_is_cut_after_the_header_read_timeout() {
+    let p = harness::start_with(Options::proxy("header_read_timeout = \"500ms\"")).await;
+    let mut stream = TcpStream::connect(p.addr).await.expect("connect");
+    stream
+        .write_all(b"GET http://allowed.test/ HTTP/1.1\r\nX-Slow: ")
+        .await
+        .expect("write");
+    let started = Instant::now();
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "the proxy closed the connection");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(p.http.connections(), 0);
+}
+
+#[tokio::test]
+async fn an_idle_keep_alive_connection_is_closed() {
+    let p = harness::start_with(Options::proxy("header_read_timeout = \"500ms\"")).await;
+    let mut stream = TcpStream::connect(p.addr).await.expect("connect");
+    let url = p.http_url("allowed.test", "/");
+    stream
+        .write_all(format!("GET {url} HTTP/1.1\r\n\r\n").as_bytes())
+        .await
+        .expect("write");
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "closed after the idle time");
+    assert!(String::from_utf8_lossy(&buf).starts_with("HTTP/1.1 200"));
+}
+
+#[tokio::test]
+async fn a_slow_response_is_not_cut_by_the_header_timeout() {
+    let p = harness::start_with(Options::proxy("header_read_timeout = \"300ms\"")).await;
+    let reply = get(p.addr, &p.http_url("allowed.test", "/slow?ms=900")).await;
+    assert_eq!(reply.status, 200);
+}
+
+#[tokio::test]
+async fn clients_in_no_subnet_get_407_and_nothing_is_forwarded() {
+    // Every test client is on 127.0.0.1: a policy whose only subnet is elsewhere
+    // leaves them unidentified.
+    let policy = harness::POLICY.replace("cidr = \"127.0.0.0/8\"", "cidr = \"10.9.9.0/24\"");
+    let p = harness::start_with(Options {
+        policy: Some(policy),
+        ..Options::default()
+    })
+    .await;
+    let reply = get(p.addr, &p.http_url("allowed.test", "/")).await;
+    assert_eq!(reply.status, 407);
+    assert_eq!(
+        reply.headers["proxy-authenticate"],
+        "Basic realm=\"hallpass\""
+    );
+    let (status, _, _) = harness::connect(p.addr, &p.https_authority("allowed.test")).await;
+    assert_eq!(status, 407);
+    assert_eq!(p.http.connections() + p.https.connections(), 0);
+}
+
+#[tokio::test]
+async fn connections_per_address_are_capped() {
+    let p = harness::start_with(Options::proxy("max_connections_per_ip = 2")).await;
+    let _a = TcpStream::connect(p.addr).await.expect("first");
+    let _b = TcpStream::connect(p.addr).await.expect("second");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut c = TcpStream::connect(p.addr)
+        .await
+        .expect("third connects at TCP level");
+    let mut buf = [0u8; 1];
+    let n = tokio::time::timeout(Duration::from_secs(3), c.read(&mut buf))
+        .await
+        .expect("closed promptly")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "the third connection is closed without an answer");
+}
+
+#[tokio::test]
+async fn graceful_shutdown_finishes_requests_in_flight() {
+    let mut p = harness::start().await;
+    let addr = p.addr;
+    let url = p.http_url("allowed.test", "/slow?ms=800");
+    let in_flight = tokio::spawn(async move { get(addr, &url).await });
+    // Let the request reach the origin, then stop the proxy.
+    for _ in 0..100 {
+        if !p.http.requests().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let stopped = p.begin_shutdown();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        TcpStream::connect(addr).await.is_err(),
+        "no new connections while draining"
+    );
+    let reply = in_flight.await.expect("request task");
+    assert_eq!(reply.status, 200, "the in-flight request finished");
+    let result = tokio::time::timeout(Duration::from_secs(5), stopped)
+        .await
+        .expect("proxy stopped in time");
+    assert!(result.expect("join").is_ok());
+}
