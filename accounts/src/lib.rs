@@ -66,7 +66,7 @@ pub use hash::HashParams;
 pub use password::Password;
 pub use rules::{MAX_NAME_LEN, MAX_PASSWORD_BYTES, PasswordProblem, PasswordRules, check_name};
 pub use settings::{CacheSettings, Settings, ThrottleSettings};
-pub use store::{Account, Accounts, BACKUP_FILE_NAME, FILE_NAME, FileStamp, file_path};
+pub use store::{Account, Accounts, BACKUP_FILE_NAME, FILE_NAME, FileStamp, file_path, rfc3339};
 pub use verifier::{
     AuthFailure, Clock, ManualClock, Reload, SystemClock, VerifiedAccount, Verifier,
 };

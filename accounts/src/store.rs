@@ -583,6 +583,13 @@ fn line_column(text: &str, at: usize) -> (usize, usize) {
     (line, column)
 }
 
+/// A time as RFC 3339 (`2025-09-01T08:00:00Z`), the form the file uses: for
+/// listings.
+pub fn rfc3339(t: OffsetDateTime) -> String {
+    // Formatting fails only for years outside 0..=9999, which no clock produces.
+    t.format(&Rfc3339).unwrap_or_else(|_| t.to_string())
+}
+
 /// `now` in UTC, to the second: what the file stores.
 fn whole_seconds_utc(now: OffsetDateTime) -> OffsetDateTime {
     let utc = now.to_offset(time::UtcOffset::UTC);
