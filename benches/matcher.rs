@@ -1,6 +1,13 @@
 //! The matcher benchmark: ns per lookup (including host canonicalisation),
 //! bytes per domain and compile time, on about a million real domains.
 //!
+//! Per query stream it prints the figure, **canonicalise + host lookup
+//! (suffix walk)**, and the **full lookup** (canonicalise + host + URL prefixes +
+//! expressions), each also as a ratio to a baseline measured in the same run
+//! and interleaved with it: canonicalise + a suffix walk over a
+//! `HashSet<String>` of the same canonical names. The machine's speed varies
+//! from day to day; the ratios compare across days, the ns do not.
+//!
 //! Lists: every UT1 category folder in `shared/data/ut1` (aliases skipped), the
 //! two `shared/data/adult-partial/*/domains` lists, then the top-site names, then
 //! (if still short of 1,000,000 distinct names) synthetic `p<i>.<top site>`
@@ -9,6 +16,7 @@
 //!
 //! Run: `cargo bench --bench matcher`. Missing data is a panic, never a skip.
 //! `HALLPASS_SHARED_DATA` overrides where `shared/data` is.
+use std::collections::HashSet;
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -45,6 +53,17 @@ fn canon(input: &str) -> Result<String, String> {
     policy::host::canonicalize(input)
         .map(|host| host.as_str().to_string())
         .map_err(|e| e.to_string())
+}
+
+/// The path normaliser the proxy uses for URL-prefix entries.
+fn paths(path_and_query: &str) -> Result<String, String> {
+    policy::url::CanonicalUrl::from_parts(
+        policy::url::Scheme::Https,
+        "lists.invalid",
+        path_and_query,
+    )
+    .map(|url| url.path_and_query())
+    .map_err(|e| e.to_string())
 }
 
 /// One list as text, in memory, so compile time excludes disk reads.
@@ -92,7 +111,8 @@ fn load_texts(data: &Path) -> (Vec<ListText>, u8) {
 
 fn compile(texts: &[ListText], padding: &str, padding_id: u8) -> (Matcher, usize) {
     let canon = canon;
-    let mut builder = Builder::new(&canon);
+    let paths = paths;
+    let mut builder = Builder::with_path_normaliser(&canon, &paths);
     let mut problems = 0;
     for list in texts {
         match list {
@@ -204,13 +224,76 @@ fn hit_stream(data: &Path) -> Stream {
     stream
 }
 
-/// canonicalise + lookup, the work the proxy does per request. Counts the
+/// The canonical names of every domain list (and the padding), for the
+/// `HashSet<String>` baseline.
+fn canonical_names(texts: &[ListText], padding: &str) -> HashSet<String> {
+    let mut names = HashSet::new();
+    let domain_texts = texts
+        .iter()
+        .map(|list| match list {
+            ListText::Squidguard { domains, .. } => domains.as_str(),
+            ListText::Domains { text, .. } => text.as_str(),
+        })
+        .chain([padding]);
+    for text in domain_texts {
+        for line in text.lines() {
+            if let Some(Ok(name)) = blocklists::formats::parse_domain_line(line, &canon) {
+                names.insert(name);
+            }
+        }
+    }
+    names
+}
+
+/// Whether a label-boundary suffix of `host` is in `names` (IP literals whole):
+/// the straightforward matcher the compiled one is measured against.
+fn hashset_contains(names: &HashSet<String>, host: &str) -> bool {
+    let last = host.rsplit('.').next().unwrap_or(host);
+    if host.contains(':') || last.bytes().all(|b| b.is_ascii_digit()) {
+        return names.contains(host);
+    }
+    let mut rest = host;
+    loop {
+        if names.contains(rest) {
+            return true;
+        }
+        match rest.find('.') {
+            Some(dot) => rest = &rest[dot + 1..],
+            None => return false,
+        }
+    }
+}
+
+/// What one pass over a stream does per request, after canonicalising the host.
+#[derive(Clone, Copy)]
+enum Work {
+    /// Canonicalise only.
+    Canonicalise,
+    /// The baseline: a suffix walk over a `HashSet<String>`.
+    HashSet,
+    /// The figure: `Matcher::host_mask` (the suffix walk).
+    Host,
+    /// `Matcher::lookup`: host, URL prefixes and expressions.
+    Full,
+    /// `Matcher::expression_mask` alone.
+    Expressions,
+}
+
+/// canonicalise + `work`, the work the proxy does per request. Counts the
 /// requests some real list (not the padding, the last list) contains.
-fn run_stream(matcher: &Matcher, stream: &Stream) -> u32 {
+fn run(matcher: &Matcher, names: &HashSet<String>, stream: &Stream, work: Work) -> u32 {
     let mut hits = 0;
     for (host, path_query) in stream {
         if let Ok(host) = policy::host::canonicalize(host) {
-            if matcher.lookup(host.as_str(), path_query) & REAL_LISTS != 0 {
+            let host = host.as_str();
+            let mask = match work {
+                Work::Canonicalise => 0,
+                Work::HashSet => u128::from(hashset_contains(names, host)),
+                Work::Host => matcher.host_mask(host),
+                Work::Full => matcher.lookup(host, path_query),
+                Work::Expressions => matcher.expression_mask(host, path_query),
+            };
+            if mask & REAL_LISTS != 0 {
                 hits += 1;
             }
         }
@@ -218,15 +301,27 @@ fn run_stream(matcher: &Matcher, stream: &Stream) -> u32 {
     hits
 }
 
-/// Best-of-five wall time per lookup, in ns.
-fn ns_per_lookup(matcher: &Matcher, stream: &Stream) -> f64 {
-    let mut best = Duration::MAX;
-    for _ in 0..5 {
-        let start = Instant::now();
-        black_box(run_stream(matcher, black_box(stream)));
-        best = best.min(start.elapsed());
+/// Best-of-`ROUNDS` ns per request for each kind of work, the kinds measured
+/// in turn within each round, so a change in machine speed during the run
+/// affects them alike.
+fn ns_per_request(
+    matcher: &Matcher,
+    names: &HashSet<String>,
+    stream: &Stream,
+    works: &[Work],
+) -> Vec<f64> {
+    const ROUNDS: usize = 7;
+    let mut best = vec![Duration::MAX; works.len()];
+    for _ in 0..ROUNDS {
+        for (work, best) in works.iter().zip(&mut best) {
+            let start = Instant::now();
+            black_box(run(matcher, names, black_box(stream), *work));
+            *best = (*best).min(start.elapsed());
+        }
     }
-    best.as_nanos() as f64 / stream.len() as f64
+    best.iter()
+        .map(|time| time.as_nanos() as f64 / stream.len() as f64)
+        .collect()
 }
 
 fn main() {
@@ -251,17 +346,22 @@ fn main() {
     let (matcher, problems) = compile(&texts, &padding, PADDING_ID);
     let compile_time = start.elapsed();
     let rss_built = resident_bytes();
+    let names = canonical_names(&texts, &padding);
 
     let crawl = crawl_stream(&data);
     let miss = miss_stream();
     let hit = hit_stream(&data);
-    assert_eq!(run_stream(&matcher, &miss), 0, "the miss stream must miss");
     assert_eq!(
-        run_stream(&matcher, &hit) as usize,
+        run(&matcher, &names, &miss, Work::Full),
+        0,
+        "the miss stream must miss"
+    );
+    assert_eq!(
+        run(&matcher, &names, &hit, Work::Host) as usize,
         hit.len(),
         "the hit stream must hit"
     );
-    let crawl_hits = run_stream(&matcher, &crawl);
+    let crawl_hits = run(&matcher, &names, &crawl, Work::Full);
 
     println!(
         "matcher: {} distinct domains ({real_domains} from UT1 + adult-partial + top sites, the rest synthetic), {} lists + padding, {problems} entries refused by the canonicaliser",
@@ -275,44 +375,39 @@ fn main() {
         matcher.heap_bytes() as f64 / matcher.domain_count() as f64,
         rss_built.saturating_sub(rss_before) as f64 / matcher.domain_count() as f64,
     );
+    println!(
+        "matcher: ns/request, best of 7 interleaved rounds; every figure includes canonicalising the host; x = ratio to the HashSet<String> suffix walk in this run"
+    );
+    println!(
+        "matcher: {:<14} {:>8} {:>8} {:>17} {:>17} {:>12}",
+        "stream", "canon", "hashset", "canon+host_mask", "full lookup", "expressions"
+    );
+    let works = [
+        Work::Canonicalise,
+        Work::HashSet,
+        Work::Host,
+        Work::Full,
+        Work::Expressions,
+    ];
     for (name, stream) in [
         ("crawl", &crawl),
         ("all-miss deep", &miss),
         ("all-hit", &hit),
     ] {
+        let ns = ns_per_request(&matcher, &names, stream, &works);
+        let (canon_ns, base) = (ns[0], ns[1]);
         println!(
-            "matcher: {name}: {} lookups, {:.0} ns/lookup (canonicalise + lookup, best of 5)",
-            stream.len(),
-            ns_per_lookup(&matcher, stream)
+            "matcher: {name:<14} {canon_ns:>8.0} {base:>8.0} {:>8.0} ({:>4.2}x) {:>8.0} ({:>4.2}x) {:>12.0}",
+            ns[2],
+            ns[2] / base,
+            ns[3],
+            ns[3] / base,
+            ns[4] - canon_ns,
         );
     }
-    for (name, stream) in [
-        ("crawl", &crawl),
-        ("all-miss deep", &miss),
-        ("all-hit", &hit),
-    ] {
-        let canonical: Stream = stream
-            .iter()
-            .filter_map(|(h, p)| Some((canon(h).ok()?, p.clone())))
-            .collect();
-        let time = |f: &dyn Fn(&str, &str) -> u128| {
-            let mut best = Duration::MAX;
-            for _ in 0..5 {
-                let start = Instant::now();
-                for (h, p) in &canonical {
-                    black_box(f(black_box(h), black_box(p)));
-                }
-                best = best.min(start.elapsed());
-            }
-            best.as_nanos() as f64 / canonical.len() as f64
-        };
-        println!(
-            "matcher: {name}: parts: canonicalise {:.0} ns, host_mask {:.0} ns, lookup {:.0} ns (host already canonical)",
-            time(&|h, _| u128::from(policy::host::canonicalize(h).is_ok())),
-            time(&|h, _| matcher.host_mask(h)),
-            time(&|h, p| matcher.lookup(h, p)),
-        );
-    }
+    println!(
+        "matcher: (expressions = canonicalise + expression_mask, less canonicalise: the expression share of a full lookup)"
+    );
     println!(
         "matcher: crawl requests in some real list (white-type UT1 categories included) {crawl_hits} of {} ({:.1} %)",
         crawl.len(),
@@ -324,12 +419,21 @@ fn main() {
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3))
         .configure_from_args();
-    let mut group = criterion.benchmark_group("matcher");
-    for (name, stream) in [("crawl", &crawl), ("miss_deep", &miss), ("hit", &hit)] {
-        group.throughput(Throughput::Elements(stream.len() as u64));
-        group.bench_function(name, |b| b.iter(|| run_stream(&matcher, black_box(stream))));
+    for (group_name, work) in [
+        ("baseline_hashset", Work::HashSet),
+        ("host", Work::Host),
+        ("full", Work::Full),
+    ] {
+        let mut group = criterion.benchmark_group(format!("matcher/{group_name}"));
+        for (name, stream) in [("crawl", &crawl), ("miss_deep", &miss), ("hit", &hit)] {
+            group.throughput(Throughput::Elements(stream.len() as u64));
+            group.bench_function(name, |b| {
+                b.iter(|| run(&matcher, &names, black_box(stream), work))
+            });
+        }
+        group.finish();
     }
-    group.finish();
+    drop(names);
 
     let domain_count = matcher.domain_count();
     let rss_with = resident_bytes();

@@ -9,16 +9,17 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use crate::domain_table::{DomainTable, fingerprint};
+use crate::domain_table::{DomainTable, Entry, Flags, fingerprint, for_each_suffix_hash};
 use crate::expressions::{Expressions, check_expression};
 use crate::formats::{
-    UrlEntry, find_list_file, numbered_lines, parse_domain_line, parse_hosts_line, parse_url_line,
-    read_list_file,
+    UrlEntry, find_list_file, numbered_lines, parse_domain_line, parse_hosts_line,
+    parse_url_line_with, read_list_file,
 };
+use crate::matcher::is_ip_literal;
 use crate::url_prefixes::UrlPrefixes;
 use crate::{
     Canonicalize, LineProblem, ListCounts, ListError, LoadReport, MAX_LISTS, Mask, Matcher,
-    mask_ids,
+    NormalizePath, mask_ids,
 };
 
 /// Collects lists, then compiles them into a [`Matcher`].
@@ -27,7 +28,13 @@ use crate::{
 /// entries are kept as 64-bit fingerprints from the start, never as strings.
 pub struct Builder<'a> {
     canon: Canonicalize<'a>,
-    domains: Vec<(u64, Mask)>,
+    /// For the paths of URL-prefix entries; `None` = lower-case only.
+    paths: Option<NormalizePath<'a>>,
+    /// Listed names, as fingerprints from the start, never as strings.
+    domains: Vec<Entry>,
+    /// Fingerprints of every proper suffix of a listed name (walk-only
+    /// entries), kept apart (8 bytes each, not 32) and deduplicated at build.
+    ancestors: Vec<u64>,
     urls: BTreeMap<UrlEntry, Mask>,
     expressions: BTreeMap<String, Mask>,
     /// A text method was given a bad list id; `build` reports it.
@@ -61,14 +68,38 @@ fn check_id(id: u8) -> Result<Mask, ListError> {
 }
 
 impl<'a> Builder<'a> {
-    /// An empty builder whose entries go through `canon`.
+    /// An empty builder whose entries' hosts go through `canon`. URL-prefix
+    /// paths are only lower-cased; see [`Builder::with_path_normaliser`].
     pub fn new(canon: Canonicalize<'a>) -> Self {
         Builder {
             canon,
+            paths: None,
             domains: Vec::new(),
+            ancestors: Vec::new(),
             urls: BTreeMap::new(),
             expressions: BTreeMap::new(),
             bad_id: None,
+        }
+    }
+
+    /// An empty builder whose entries' hosts go through `canon` and whose
+    /// URL-prefix paths go through `paths` (then ASCII lower-casing), the
+    /// normalisation request paths get, so dot segments and `%XX` escapes in a
+    /// list mean what they mean in a request.
+    ///
+    /// ```
+    /// use blocklists::Builder;
+    /// let canon = |s: &str| -> Result<String, String> { Ok(s.to_ascii_lowercase()) };
+    /// let paths = |p: &str| -> Result<String, String> { Ok(p.replace("/./", "/")) };
+    /// let mut builder = Builder::with_path_normaliser(&canon, &paths);
+    /// builder.add_urls_text(0, "urls", "example.com/a/./B\n");
+    /// let m = builder.build().expect("small");
+    /// assert_eq!(m.lookup("example.com", "/a/b/c"), 1);
+    /// ```
+    pub fn with_path_normaliser(canon: Canonicalize<'a>, paths: NormalizePath<'a>) -> Self {
+        Builder {
+            paths: Some(paths),
+            ..Builder::new(canon)
         }
     }
 
@@ -81,6 +112,29 @@ impl<'a> Builder<'a> {
                 0
             }
         }
+    }
+
+    /// Records a canonical name with its mask (and whether it has URL-prefix
+    /// entries), and every proper suffix as a walk-only ancestor, so a suffix
+    /// walk that stops where nothing is listed below never stops above it. IP
+    /// addresses are looked up whole, so they have no ancestors.
+    fn add_name(&mut self, name: &str, mask: Mask, urls: bool) {
+        let flags = Flags {
+            descendants: false,
+            urls,
+        };
+        if is_ip_literal(name) {
+            self.domains.push((fingerprint(name), mask, flags));
+            return;
+        }
+        for_each_suffix_hash(name, |start, hash| {
+            if start == 0 {
+                self.domains.push((hash, mask, flags));
+            } else {
+                self.ancestors.push(hash);
+            }
+            true
+        });
     }
 
     /// Loads a UT1 / squidGuard category folder: `domains`, `urls` and
@@ -128,7 +182,7 @@ impl<'a> Builder<'a> {
             match parse_domain_line(line, self.canon) {
                 None => {}
                 Some(Ok(name)) => {
-                    self.domains.push((fingerprint(&name), bit));
+                    self.add_name(&name, bit, false);
                     report.entries += 1;
                 }
                 Some(Err(message)) => report.problems.push(problem(source, number, message)),
@@ -138,12 +192,12 @@ impl<'a> Builder<'a> {
     }
 
     /// Loads `urls` text: one `host/path` prefix per line (see
-    /// [`crate::formats::parse_url_line`]).
+    /// [`crate::formats::parse_url_line_with`]).
     pub fn add_urls_text(&mut self, id: u8, source: &str, text: &str) -> LoadReport {
         let bit = self.bit(id);
         let mut report = LoadReport::default();
         for (number, line) in numbered_lines(text) {
-            match parse_url_line(line, self.canon) {
+            match parse_url_line_with(line, self.canon, self.paths) {
                 None => {}
                 Some(Ok(entry)) => {
                     *self.urls.entry(entry).or_default() |= bit;
@@ -194,7 +248,7 @@ impl<'a> Builder<'a> {
                     for name in names {
                         match name {
                             Ok(name) => {
-                                self.domains.push((fingerprint(&name), bit));
+                                self.add_name(&name, bit, false);
                                 report.entries += 1;
                             }
                             Err(message) => report.problems.push(problem(source, number, message)),
@@ -211,11 +265,37 @@ impl<'a> Builder<'a> {
     ///
     /// Errors: a list id of 128 or more was given to a text method, more than
     /// 2^16 distinct list combinations, or the expressions too large together.
-    pub fn build(self) -> Result<Matcher, ListError> {
+    pub fn build(mut self) -> Result<Matcher, ListError> {
         if let Some(id) = self.bad_id {
             return Err(ListError::ListIdOutOfRange { id });
         }
-        let domains = DomainTable::build(self.domains)?;
+        // URL-prefix hosts get a slot flagged `urls` (mask 0: a URL prefix
+        // never blocks the whole host), so a lookup reads the URL table only
+        // for them.
+        let mut previous: Option<&str> = None;
+        let url_hosts: Vec<String> = self
+            .urls
+            .keys()
+            .filter_map(|entry| {
+                let new = previous != Some(entry.host.as_str());
+                previous = Some(entry.host.as_str());
+                new.then(|| entry.host.clone())
+            })
+            .collect();
+        for host in &url_hosts {
+            self.add_name(host, 0, true);
+        }
+        let descendants = Flags {
+            descendants: true,
+            urls: false,
+        };
+        let mut entries = self.domains;
+        entries.extend(
+            self.ancestors
+                .into_iter()
+                .map(|hash| (hash, 0, descendants)),
+        );
+        let domains = DomainTable::build(entries)?;
         let urls = UrlPrefixes::build(self.urls)?;
         let expressions = Expressions::build(self.expressions.into_iter().collect())?;
         let counts = count_lists(&domains, &urls, &expressions);

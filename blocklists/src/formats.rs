@@ -15,7 +15,7 @@ use std::io::Read;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use crate::{Canonicalize, ListError};
+use crate::{Canonicalize, ListError, NormalizePath};
 
 /// The largest list file accepted, after decompression (512 MiB). UT1's largest
 /// file (`adult/domains`, all parts together) is about 150 MB.
@@ -90,7 +90,21 @@ pub fn parse_domain_line(line: &str, canon: Canonicalize<'_>) -> Option<Result<S
 /// `None` for blank and comment lines. The entry is lower-cased. A scheme
 /// (`http://`) is tolerated and dropped; so is a `#fragment`, which browsers
 /// never send (so `a.com/#top` is the whole of `a.com`, as in squidGuard).
+/// The path is lower-cased but not otherwise normalised; see
+/// [`parse_url_line_with`].
 pub fn parse_url_line(line: &str, canon: Canonicalize<'_>) -> Option<Result<UrlEntry, String>> {
+    parse_url_line_with(line, canon, None)
+}
+
+/// Like [`parse_url_line`], with the path (and query) put through `paths`
+/// when given (the normaliser request paths go through, so `/a/../b` and
+/// `/%62` in a list meet `/b` in a request), then ASCII lower-cased as request
+/// paths are. A path `paths` refuses is a problem for that line.
+pub fn parse_url_line_with(
+    line: &str,
+    canon: Canonicalize<'_>,
+    paths: Option<NormalizePath<'_>>,
+) -> Option<Result<UrlEntry, String>> {
     let line = line.trim();
     if line.is_empty() || line.starts_with('#') {
         return None;
@@ -100,11 +114,13 @@ pub fn parse_url_line(line: &str, canon: Canonicalize<'_>) -> Option<Result<UrlE
             "expected one URL prefix per line, found {line:?}"
         )));
     }
-    let lower = line.to_lowercase();
-    let mut rest = lower.as_str();
+    let mut rest = line;
     for scheme in ["http://", "https://"] {
-        if let Some(stripped) = rest.strip_prefix(scheme) {
-            rest = stripped;
+        if rest
+            .get(..scheme.len())
+            .is_some_and(|head| head.eq_ignore_ascii_case(scheme))
+        {
+            rest = &rest[scheme.len()..];
         }
     }
     if let Some(hash) = rest.find('#') {
@@ -120,7 +136,14 @@ pub fn parse_url_line(line: &str, canon: Canonicalize<'_>) -> Option<Result<UrlE
     } else {
         format!("/{path}")
     };
-    Some(canonical_host(canon, host).map(|host| UrlEntry { host, path }))
+    let path = match paths {
+        None => path.to_lowercase(),
+        Some(normalise) => match normalise(&path) {
+            Ok(normal) => normal.to_ascii_lowercase(),
+            Err(reason) => return Some(Err(format!("{path:?}: {reason}"))),
+        },
+    };
+    Some(canonical_host(canon, &host.to_lowercase()).map(|host| UrlEntry { host, path }))
 }
 
 /// Names in the standard hosts-file preamble. They are never blocks.

@@ -56,6 +56,14 @@ pub use matcher::Matcher;
 /// requests are put in one canonical form by one function.
 pub type Canonicalize<'a> = &'a dyn Fn(&str) -> Result<String, String>;
 
+/// The path normaliser for URL-prefix entries: `/path[?query]` in (original
+/// case, starting with `/`), `Ok(normalised path[?query])` or `Err(reason)` out.
+///
+/// `proxy::snapshot` passes the normalisation request paths go through
+/// (`policy::url`), so a list entry spelled `/a/./b` or `/%61` meets a request
+/// for `/a/b` or `/a`. Without one, entry paths are only lower-cased.
+pub type NormalizePath<'a> = &'a dyn Fn(&str) -> Result<String, String>;
+
 /// A set of list ids: bit `i` is set when list `i` (`0..128`) contains the request.
 pub type Mask = u128;
 

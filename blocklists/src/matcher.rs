@@ -5,11 +5,15 @@
 //! `path?query`. Returns the lists that contain the request. Refuses nothing: an
 //! unknown host simply matches no list.
 //!
-//! One walk over the host's label-boundary suffixes (`a.b.example.com`,
-//! `b.example.com`, `example.com`, `com`) fingerprints each suffix once and uses
-//! that fingerprint for both the domain table and the URL-prefix table. IP
-//! addresses are looked up exactly: `1.2.3.4` is not a subdomain of `3.4`.
-use crate::domain_table::{DomainTable, fingerprint};
+//! One walk over the host's label-boundary suffixes, shortest first (`com`,
+//! `example.com`, `b.example.com`, `a.b.example.com`), chains each suffix's
+//! fingerprint from its parent's and reads one domain-table slot per suffix.
+//! That slot answers three questions: which lists contain this name, whether it
+//! has URL-prefix entries (only then is the URL table read), and whether any
+//! listed name lies below it (if not, the walk stops: no longer suffix can be
+//! listed). IP addresses are looked up exactly: `1.2.3.4` is not a subdomain of
+//! `3.4`.
+use crate::domain_table::{DomainTable, Found, fingerprint, for_each_suffix_hash};
 use crate::expressions::Expressions;
 use crate::url_prefixes::UrlPrefixes;
 use crate::{ListCounts, Mask, mask_ids};
@@ -28,7 +32,7 @@ pub struct Matcher {
 /// canonical domain never ends in an all-digit label (the URL standard reads
 /// such a name as IPv4), so a numeric last label means a dotted quad.
 #[inline]
-fn is_ip_literal(host: &str) -> bool {
+pub(crate) fn is_ip_literal(host: &str) -> bool {
     if host.contains(':') {
         return true;
     }
@@ -36,30 +40,27 @@ fn is_ip_literal(host: &str) -> bool {
     !last.is_empty() && last.bytes().all(|b| b.is_ascii_digit())
 }
 
-/// Calls `visit` with the host itself and then each parent at a label boundary,
-/// down to the last label. IP literals are visited once, whole.
+/// Calls `visit(suffix, fingerprint, found)` for each label-boundary suffix of
+/// `host` that the domain table holds, shortest first, and stops after the
+/// first suffix below which nothing is listed. IP literals are visited once,
+/// whole. Every suffix that can hold a listed name is visited, so OR-ing what
+/// `visit` sees gives every list containing the host.
 #[inline]
-fn for_each_suffix(host: &str, mut visit: impl FnMut(&str)) {
+fn walk<'h>(table: &DomainTable, host: &'h str, mut visit: impl FnMut(&'h str, u64, Found)) {
     if is_ip_literal(host) {
-        visit(host);
+        let hash = fingerprint(host);
+        if let Some(found) = table.get(hash) {
+            visit(host, hash, found);
+        }
         return;
     }
-    let mut rest = host;
-    loop {
-        visit(rest);
-        match rest.find('.') {
-            Some(dot) => rest = &rest[dot + 1..],
-            None => break,
+    for_each_suffix_hash(host, |start, hash| match table.get(hash) {
+        Some(found) => {
+            visit(&host[start..], hash, found);
+            found.flags.descendants
         }
-    }
-}
-
-/// The expression subject: `host + path_query`, as squidGuard matches.
-fn subject(host: &str, path_query: &str) -> String {
-    let mut subject = String::with_capacity(host.len() + path_query.len());
-    subject.push_str(host);
-    subject.push_str(path_query);
-    subject
+        None => false,
+    });
 }
 
 impl Matcher {
@@ -97,7 +98,7 @@ impl Matcher {
     #[inline]
     pub fn host_mask(&self, host: &str) -> Mask {
         let mut mask = 0;
-        for_each_suffix(host, |suffix| mask |= self.domains.get(fingerprint(suffix)));
+        walk(&self.domains, host, |_, _, found| mask |= found.mask);
         mask
     }
 
@@ -109,20 +110,21 @@ impl Matcher {
     #[inline]
     pub fn lookup(&self, host: &str, path_query: &str) -> Mask {
         let mut mask = 0;
-        if self.urls.is_empty() {
-            mask = self.host_mask(host);
-        } else {
-            for_each_suffix(host, |suffix| {
-                let hash = fingerprint(suffix);
-                mask |= self.domains.get(hash);
+        walk(&self.domains, host, |suffix, hash, found| {
+            mask |= found.mask;
+            if found.flags.urls {
                 self.urls
                     .for_each_hit(hash, suffix, path_query, |_, hit| mask |= hit);
-            });
-        }
-        if !self.expressions.is_empty() {
-            mask |= self.expressions.mask(&subject(host, path_query));
-        }
-        mask
+            }
+        });
+        mask | self.expressions.mask(host, path_query)
+    }
+
+    /// The lists whose expressions match `host + path_query` (the expression
+    /// part of [`Matcher::lookup`], for measuring it alone).
+    #[inline]
+    pub fn expression_mask(&self, host: &str, path_query: &str) -> Mask {
+        self.expressions.mask(host, path_query)
     }
 
     /// For `explain`: `(list id, entry as stored)` for every entry that matched,
@@ -131,9 +133,8 @@ impl Matcher {
     /// expression as its text.
     pub fn matched_entries(&self, host: &str, path_query: &str) -> Vec<(u8, String)> {
         let mut found = Vec::new();
-        for_each_suffix(host, |suffix| {
-            let hash = fingerprint(suffix);
-            for id in mask_ids(self.domains.get(hash)) {
+        walk(&self.domains, host, |suffix, hash, slot| {
+            for id in mask_ids(slot.mask) {
                 found.push((id, suffix.to_string()));
             }
             self.urls
@@ -143,7 +144,7 @@ impl Matcher {
                     }
                 });
         });
-        for (pattern, mask) in self.expressions.hits(&subject(host, path_query)) {
+        for (pattern, mask) in self.expressions.hits(host, path_query) {
             for id in mask_ids(mask) {
                 found.push((id, pattern.to_string()));
             }

@@ -451,3 +451,183 @@ fn import_cleans_sorts_dedupes_compresses_and_skips_aliases() {
     );
     let _ = fs::remove_dir_all(&root);
 }
+
+/// Reference: every label-boundary suffix looked up in a map of names, OR-ed.
+fn reference_mask(lists: &[(u8, Vec<String>)], host: &str) -> Mask {
+    let mut mask = 0;
+    let ip = crate::matcher::is_ip_literal(host);
+    for (id, names) in lists {
+        for name in names {
+            let below = host
+                .strip_suffix(name.as_str())
+                .is_some_and(|rest| rest.is_empty() || (!ip && rest.ends_with('.')));
+            if below {
+                mask |= 1 << id;
+            }
+        }
+    }
+    mask
+}
+
+#[test]
+fn the_shortest_first_walk_finds_every_listed_suffix() {
+    // Deep chains, siblings, names listed only far below their parents, IPs,
+    // and hosts that share a suffix with a listed name without being below it.
+    let lists: Vec<(u8, Vec<String>)> = vec![
+        (
+            0,
+            vec!["com".into(), "a.b.c.d.e.example".into(), "10.0.0.1".into()],
+        ),
+        (
+            1,
+            vec![
+                "b.c.d.e.example".into(),
+                "x.test".into(),
+                "deep.x.y.z.test".into(),
+            ],
+        ),
+        (
+            2,
+            (0..300).map(|i| format!("n{i}.s{}.test", i % 7)).collect(),
+        ),
+        (
+            3,
+            vec!["e.example".into(), "0.0.1".into(), "y.z.test".into()],
+        ),
+    ];
+    let matcher = build(|b| {
+        for (id, names) in &lists {
+            b.add_domains_text(*id, "t", &names.join("\n"));
+        }
+    });
+    let mut hosts: Vec<String> = vec![
+        "com",
+        "example.com",
+        "example",
+        "e.example",
+        "d.e.example",
+        "c.d.e.example",
+        "b.c.d.e.example",
+        "a.b.c.d.e.example",
+        "z.a.b.c.d.e.example",
+        "b.d.e.example",
+        "x.test",
+        "w.x.test",
+        "test",
+        "z.test",
+        "x.y.z.test",
+        "deep.x.y.z.test",
+        "a.deep.x.y.z.test",
+        "eep.x.y.z.test",
+        "10.0.0.1",
+        "1.10.0.0.1",
+        "0.0.1",
+        "s1.test",
+        "n8.s1.test",
+        "q.n8.s1.test",
+        "n8.s2.test",
+        "2001:db8::1",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect();
+    hosts.extend((0..300).map(|i| format!("w.n{i}.s{}.test", (i * 3) % 7)));
+    for host in &hosts {
+        assert_eq!(
+            matcher.host_mask(host),
+            reference_mask(&lists, host),
+            "{host}"
+        );
+    }
+}
+
+#[test]
+fn url_prefix_hosts_are_found_by_the_walk_wherever_they_sit() {
+    let matcher = build(|b| {
+        b.add_domains_text(0, "d", "example.com\n");
+        // A URL host below a listed domain, one far below an unlisted
+        // registrable name, and one that is a bare registrable name.
+        b.add_urls_text(
+            1,
+            "u",
+            "a.b.example.com/x\nq.r.s.unlisted.test/y\nplain.test/z\n",
+        );
+    });
+    let table: &[(&str, &str, Mask)] = &[
+        ("a.b.example.com", "/x/1", 0b11),
+        ("w.a.b.example.com", "/x", 0b11),
+        ("a.b.example.com", "/y", 0b01),
+        ("b.example.com", "/x", 0b01),
+        ("q.r.s.unlisted.test", "/y", 0b10),
+        ("p.q.r.s.unlisted.test", "/y?k=v", 0b10),
+        ("r.s.unlisted.test", "/y", 0),
+        ("unlisted.test", "/y", 0),
+        ("plain.test", "/z", 0b10),
+        ("plain.test", "/", 0),
+    ];
+    for &(host, path, expected) in table {
+        assert_eq!(matcher.lookup(host, path), expected, "{host}{path}");
+    }
+    assert_eq!(matcher.host_mask("q.r.s.unlisted.test"), 0);
+    assert_eq!(matcher.domain_count(), 1, "walk-only names are not domains");
+    let counts = matcher.list_counts();
+    assert_eq!(counts[0].domains, 1);
+    assert_eq!((counts[1].domains, counts[1].urls), (0, 3));
+}
+
+#[test]
+fn url_paths_go_through_the_path_normaliser() {
+    let canon = test_canon;
+    // A stand-in for the request path normaliser: `%XX` of letters decoded,
+    // `/./` and `x/../` removed; `%00` refused.
+    let paths = |path: &str| -> Result<String, String> {
+        if path.contains("%00") {
+            return Err("nul byte".to_string());
+        }
+        let decoded = path.replace("%61", "a").replace("%2F", "/");
+        let mut segments: Vec<&str> = Vec::new();
+        for segment in decoded.split('/') {
+            match segment {
+                "." => {}
+                ".." => {
+                    segments.pop();
+                }
+                other => segments.push(other),
+            }
+        }
+        Ok(segments.join("/"))
+    };
+    let mut builder = Builder::with_path_normaliser(&canon, &paths);
+    let report = builder.add_urls_text(
+        2,
+        "urls",
+        "a.com/x/./Y\nb.com/%61b\nc.com/p/q/../r\nd.com/bad%00\ne.com/a%2Fb?Q=1\n",
+    );
+    assert_eq!(report.entries, 4);
+    assert_eq!(report.problems.len(), 1);
+    assert!(
+        report.problems[0]
+            .to_string()
+            .starts_with("urls:4: \"/bad%00\": nul byte"),
+        "{:?}",
+        report.problems
+    );
+    let matcher = builder.build().expect("compiles");
+    let table: &[(&str, &str, Mask)] = &[
+        ("a.com", "/x/y", 1 << 2),
+        ("b.com", "/ab/c", 1 << 2),
+        ("c.com", "/p/r", 1 << 2),
+        ("c.com", "/p/q", 0),
+        ("e.com", "/a/b?q=1", 1 << 2),
+        ("d.com", "/bad", 0),
+    ];
+    for &(host, path, expected) in table {
+        assert_eq!(matcher.lookup(host, path), expected, "{host}{path}");
+    }
+    // Without a normaliser, entry paths are only lower-cased (as before).
+    let plain = build(|b| {
+        b.add_urls_text(2, "urls", "a.com/x/./Y\n");
+    });
+    assert_eq!(plain.lookup("a.com", "/x/./y"), 1 << 2);
+    assert_eq!(plain.lookup("a.com", "/x/y"), 0);
+}

@@ -2,7 +2,8 @@
 //!
 //! Takes [`UrlEntry`] values with their masks and returns a table keyed by the
 //! same fingerprint as the domain table, probed during the same suffix walk over
-//! the request host. Refuses nothing (entries were validated by `formats`).
+//! the request host, and only for hosts whose domain-table slot is flagged as
+//! having URL-prefix entries (so most walks never touch this table). Refuses nothing (entries were validated by `formats`).
 //!
 //! **Why not aho-corasick.** A URL-prefix hit must start at a label boundary of
 //! the host and end at a segment boundary of the path. An automaton over
@@ -142,12 +143,6 @@ impl UrlPrefixes {
     fn span(&self, start: u32, len: u32) -> &str {
         let start = start as usize;
         self.text.get(start..start + len as usize).unwrap_or("")
-    }
-
-    /// Whether there are no entries (lets lookups skip the probe).
-    #[inline]
-    pub(crate) fn is_empty(&self) -> bool {
-        self.prefixes.is_empty()
     }
 
     /// Calls `hit(entry path, mask)` for every prefix of `host` (exact host,

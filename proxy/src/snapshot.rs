@@ -105,6 +105,19 @@ pub fn canonical_host_text(host: &str) -> Result<String, String> {
         .map_err(|e| e.to_string())
 }
 
+/// The path normaliser handed to the list loader for URL-prefix entries: the
+/// one request paths go through (dot segments, `%XX`, `//`), on a placeholder
+/// host, so `a.com/x/../y` in a list meets a request for `a.com/y`.
+pub fn canonical_path_text(path_and_query: &str) -> Result<String, String> {
+    policy::url::CanonicalUrl::from_parts(
+        policy::url::Scheme::Https,
+        "lists.invalid",
+        path_and_query,
+    )
+    .map(|url| url.path_and_query())
+    .map_err(|e| e.to_string())
+}
+
 /// Loads and compiles everything `config_path` names.
 pub fn load(config_path: &Path, generation: u64) -> Result<Snapshot, LoadError> {
     let config_text = read(config_path)?;
@@ -142,7 +155,8 @@ fn compile_lists(
     policy: &Policy,
 ) -> Result<(Matcher, Vec<LineProblem>), LoadError> {
     let canon = canonical_host_text;
-    let mut builder = Builder::new(&canon);
+    let paths = canonical_path_text;
+    let mut builder = Builder::with_path_normaliser(&canon, &paths);
     let mut problems = Problems::default();
     let mut line_problems = Vec::new();
     for list in policy.lists() {
