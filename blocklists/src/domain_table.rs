@@ -265,8 +265,15 @@ impl DomainTable {
         let mut b = home(hash, count);
         loop {
             let bucket = &self.buckets[b].0;
-            if let Some(&slot) = bucket.iter().find(|&&slot| slot >> TAG_SHIFT == tag) {
-                return Some(slot);
+            // All eight compares at once, without branches (so the compiler
+            // can use vector compares), then the first hit: one slot holds a
+            // given tag per probe path, and it is the one insert merged into.
+            let mut hits = 0u32;
+            for (i, &slot) in bucket.iter().enumerate() {
+                hits |= u32::from(slot >> TAG_SHIFT == tag) << i;
+            }
+            if hits != 0 {
+                return Some(bucket[hits.trailing_zeros() as usize]);
             }
             if bucket[0] & OVERFLOW == 0 {
                 return None;

@@ -20,9 +20,9 @@
 //! match?" in one pass. Only when it says yes does the set run. Lists are ORed
 //! and the policy decides, so the set is never skipped for any other reason.
 //! When an expression has no such literal (say `^[a-z]+$`), or the subject is not
-//! ASCII (case folding can then map non-ASCII characters onto ASCII ones), the
-//! set always runs.
-use aho_corasick::AhoCorasick;
+//! lower-case ASCII (case folding can map non-ASCII characters onto ASCII
+//! ones), the set always runs.
+use aho_corasick::packed;
 use regex::{RegexBuilder, RegexSet, RegexSetBuilder};
 use regex_syntax::hir::{Hir, HirKind};
 
@@ -119,11 +119,61 @@ fn prefilter_literals(pattern: &str) -> Option<Vec<String>> {
 #[derive(Debug, Default)]
 pub(crate) struct Expressions {
     set: Option<RegexSet>,
-    /// Over the required literals of every expression (ASCII case ignored);
-    /// `None` when some expression has none, so the set always runs.
-    prefilter: Option<AhoCorasick>,
+    /// Over the required literals of every expression, lower-cased, for
+    /// subjects that are lower-case ASCII; `None` when some expression has
+    /// none, so the set always runs.
+    prefilter: Option<Prefilter>,
     /// `(pattern, mask)` in set order.
     patterns: Vec<(String, Mask)>,
+}
+
+/// The literal search over lower-case ASCII subjects.
+///
+/// Case-sensitive over the lower-case literals: subjects are lower case
+/// (canonical host, lower-cased path), and a subject with an upper-case byte
+/// skips the prefilter instead. On the crawl stream (152-byte subjects, 5 real
+/// UT1 expressions) aho-corasick's packed (SIMD) searcher measured about
+/// 130 ns, a `regex` literal alternation about 200 ns, and a full
+/// aho-corasick automaton about 1.6 µs, slower than the set's own `is_match`.
+#[derive(Debug)]
+enum Prefilter {
+    /// The packed searcher, when the CPU and the pattern count allow it.
+    Packed(packed::Searcher),
+    /// Otherwise a `regex` alternation of the escaped literals (which picks
+    /// its own literal engine).
+    Alternation(regex::bytes::Regex),
+}
+
+impl Prefilter {
+    fn build(literals: &[String]) -> Option<Prefilter> {
+        if let Some(searcher) = packed::Config::new()
+            .builder()
+            .extend(literals.iter())
+            .build()
+        {
+            return Some(Prefilter::Packed(searcher));
+        }
+        let alternation: Vec<String> = literals.iter().map(|l| regex::escape(l)).collect();
+        regex::bytes::Regex::new(&alternation.join("|"))
+            .ok()
+            .map(Prefilter::Alternation)
+    }
+
+    #[inline]
+    fn is_match(&self, haystack: &[u8]) -> bool {
+        match self {
+            Prefilter::Packed(searcher) => searcher.find(haystack).is_some(),
+            Prefilter::Alternation(regex) => regex.is_match(haystack),
+        }
+    }
+
+    fn heap_bytes(&self) -> usize {
+        match self {
+            Prefilter::Packed(searcher) => searcher.memory_usage(),
+            // Not exposed by `regex`; the literals are a few hundred bytes.
+            Prefilter::Alternation(_) => 0,
+        }
+    }
 }
 
 /// Subjects up to this long are assembled on the stack for the prefilter.
@@ -159,10 +209,7 @@ impl Expressions {
         } else {
             literals.sort();
             literals.dedup();
-            AhoCorasick::builder()
-                .ascii_case_insensitive(true)
-                .build(&literals)
-                .ok()
+            Prefilter::build(&literals)
         };
         Ok(Expressions {
             set: Some(set),
@@ -178,7 +225,11 @@ impl Expressions {
             return false;
         };
         let length = host.len() + path_query.len();
-        if !host.is_ascii() || !path_query.is_ascii() {
+        let plain = |text: &str| {
+            text.bytes()
+                .all(|byte| byte.is_ascii() && !byte.is_ascii_uppercase())
+        };
+        if !plain(host) || !plain(path_query) {
             return false;
         }
         if length <= STACK_SUBJECT {
@@ -187,7 +238,7 @@ impl Expressions {
             buffer[host.len()..length].copy_from_slice(path_query.as_bytes());
             !prefilter.is_match(&buffer[..length])
         } else {
-            !prefilter.is_match(&subject(host, path_query))
+            !prefilter.is_match(subject(host, path_query).as_bytes())
         }
     }
 
@@ -255,7 +306,7 @@ impl Expressions {
         let texts: usize = self.patterns.iter().map(|(p, _)| p.capacity()).sum();
         self.patterns.capacity() * size_of::<(String, Mask)>()
             + texts * 65
-            + self.prefilter.as_ref().map_or(0, AhoCorasick::memory_usage)
+            + self.prefilter.as_ref().map_or(0, Prefilter::heap_bytes)
     }
 
     /// Every stored mask, for per-list counts.
@@ -344,6 +395,8 @@ mod tests {
             // Across the host/path seam.
             ("google.", "x/search?q=cache"),
             ("x.test", "/kelvin"),
+            ("x.test", "/KeLvIn"),
+            ("X.TEST", "/BANNER/"),
             // U+212A KELVIN SIGN folds onto `k`: not ASCII, so the set runs.
             ("x.test", "/\u{212a}elvin"),
             ("x.test", "/nothing/here"),
@@ -360,6 +413,20 @@ mod tests {
         assert_eq!(expressions.mask("x.test", "/nothing/here"), 0);
         let long = format!("/{}/banner/", "a".repeat(STACK_SUBJECT));
         assert_eq!(expressions.mask("x.test", &long), 1 << 1);
+    }
+
+    #[test]
+    fn both_prefilter_engines_find_the_literals() {
+        let literals = ["/banner/".to_string(), "q=cache".to_string()];
+        let alternation = Prefilter::Alternation(
+            regex::bytes::Regex::new("/banner/|q=cache").expect("literal alternation"),
+        );
+        let engines = [Prefilter::build(&literals).expect("builds"), alternation];
+        for engine in &engines {
+            assert!(engine.is_match(b"x.test/a/banner/b"));
+            assert!(engine.is_match(b"google.fr/search?q=cache:1"));
+            assert!(!engine.is_match(b"x.test/banner"));
+        }
     }
 
     #[test]
