@@ -8,9 +8,12 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod ca;
 mod check;
 mod explain;
 mod lists;
+mod run;
+mod users;
 
 /// A filtering web proxy for schools.
 #[derive(Parser)]
@@ -32,10 +35,16 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the proxy (the main job). SIGHUP reloads policy and lists; SIGTERM stops gracefully.
+    Run(run::Args),
+    /// Manage the school's interception CA.
+    Ca(ca::Args),
     /// Validate the configuration, the policy and every list, and run the policy's [[test]]s.
     Check(check::Args),
     /// Show the verdict for a URL and why: every precedence step and the policy line that decided.
     Explain(explain::Args),
+    /// Add, change, disable, enable, remove and list the proxy's accounts.
+    Users(users::Args),
     /// Show the loaded lists, or import a third-party list tree.
     Lists(lists::Args),
 }
@@ -43,8 +52,11 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Run(args) => run::run(&cli.config, args),
+        Command::Ca(args) => ca::run(&cli.config, args),
         Command::Check(args) => check::run(&cli.config, args),
         Command::Explain(args) => explain::run(&cli.config, args),
+        Command::Users(args) => users::run(&cli.config, args),
         Command::Lists(args) => lists::run(&cli.config, args),
     };
     match result {

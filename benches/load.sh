@@ -1,0 +1,155 @@
+#!/usr/bin/env bash
+# Load benchmark for `hallpass run` (issue figures: allowed HTTP, intercepted
+# HTTPS with and without keep-alive, added p99 latency at half load, RSS).
+#
+# Every figure is printed next to a baseline measured in the same run: the same
+# client against the same local origin directly. The machine's speed varies from
+# day to day, so the ratio is the figure to compare.
+#
+# Layout on a 2-core machine: the proxy is pinned to core 0; the origin and the
+# load generator share core 1 (for the direct baseline too). Only loopback
+# addresses are used; every run is bounded by DURATION seconds.
+#
+# Usage: bash benches/load.sh            (DURATION=10 CONNECTIONS=64 by default)
+# Needs: wrk, hey, taskset (Debian: apt-get install wrk hey util-linux).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+DURATION=${DURATION:-10}
+CONNECTIONS=${CONNECTIONS:-64}
+SHARED=${SHARED:-$ROOT/../shared/data}
+
+for tool in wrk hey taskset curl; do
+    command -v "$tool" >/dev/null || { echo "benches/load.sh: $tool is missing (apt-get install wrk hey util-linux curl)" >&2; exit 1; }
+done
+[ -d "$SHARED/ut1" ] || { echo "benches/load.sh: $SHARED/ut1 is missing" >&2; exit 1; }
+
+cargo build --release --quiet --bin hallpass --example bench-origin
+BIN=$ROOT/target/release/hallpass
+
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
+trap cleanup EXIT
+
+# --- origin (core 1) -------------------------------------------------------
+# HTTPS on port 443 (see origin.rs: hey's TLS server name); needs root or CAP_NET_BIND_SERVICE.
+taskset -c 1 "$ROOT/target/release/examples/bench-origin" "$WORK" 127.0.0.1:443 >"$WORK/origin.out" &
+PIDS+=($!)
+for _ in $(seq 50); do [ -s "$WORK/origin.out" ] && break; sleep 0.1; done
+HTTP=$(sed -n 's/.*http=\([^ ]*\).*/\1/p' "$WORK/origin.out")
+HTTPS=$(sed -n 's/.*https=\([^ ]*\).*/\1/p' "$WORK/origin.out")
+HTTP_PORT=${HTTP##*:}
+HTTPS_PORT=${HTTPS##*:}
+
+# --- a ~1 M-domain policy: every UT1 category, the adult stand-ins, padding ---
+mkdir -p "$WORK/pad/padding"
+# Padding names are spread over many parent domains, as real lists are.
+awk 'BEGIN { for (i = 0; i < 330000; i++) printf "site%d.pad%d.hallpass-bench.test\n", i, i % 9973 }' >"$WORK/pad/padding/domains"
+{
+    echo 'version = 1'
+    echo '[baseline]'
+    echo 'child-abuse = ["baseline:child-abuse"]'
+    echo 'terrorism = ["baseline:terrorism"]'
+    echo 'malware = ["ut1:malware"]'
+    echo 'phishing = ["ut1:phishing"]'
+    for dir in "$SHARED"/ut1/*/; do
+        name=$(basename "$dir")
+        [ -L "${dir%/}" ] && continue
+        case $name in malware|phishing) continue ;; esac
+        [ -f "$dir/domains" ] || [ -f "$dir/urls" ] || continue
+        printf '[categories.%s]\nlists = ["ut1:%s"]\n' "$name" "$name"
+    done
+    for dir in "$SHARED"/adult-partial/*/; do
+        name=$(basename "$dir")
+        printf '[categories.%s]\nlists = ["adult:%s"]\n' "$name" "$name"
+    done
+    printf '[categories.padding]\nlists = ["pad:padding"]\n'
+    echo '[bands.ks2]'
+    echo 'ages = "7-10"'
+    echo 'default = "allow"'
+    printf 'block = ["adult", "gambling", "games", "social_networks", "ut1-adult-x-alexa-top1m-2019", "sinfonietta-pornography-2026"]\n'
+    echo '[groups]'
+    echo 'year5 = { band = "ks2" }'
+    echo '[[subnets]]'
+    echo 'cidr = "127.0.0.0/8"'
+    echo 'group = "year5"'
+} >"$WORK/policy.toml"
+
+PROXY_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+cat >"$WORK/hallpass.toml" <<TOML
+version = 1
+policy = "policy.toml"
+state_dir = "state"
+[lists.ut1]
+format = "squidguard"
+path = "$SHARED/ut1"
+[lists.adult]
+format = "squidguard"
+path = "$SHARED/adult-partial"
+[lists.pad]
+format = "squidguard"
+path = "$WORK/pad"
+[lists.baseline]
+format = "squidguard"
+path = "$ROOT/blocklists/lists/baseline"
+[proxy]
+listen = ["127.0.0.1:$PROXY_PORT"]
+allowed_ports = [80, 443, $HTTP_PORT, $HTTPS_PORT]
+upstream_roots = ["origin-ca.pem"]
+dangerous_allow_destinations = ["127.0.0.1:$HTTP_PORT", "127.0.0.1:$HTTPS_PORT"]
+TOML
+
+"$BIN" -c "$WORK/hallpass.toml" ca init >/dev/null
+taskset -c 0 "$BIN" -c "$WORK/hallpass.toml" run >"$WORK/proxy.log" 2>&1 &
+PROXY_PID=$!
+PIDS+=($PROXY_PID)
+for _ in $(seq 100); do
+    curl -s -o /dev/null -x "http://127.0.0.1:$PROXY_PORT" "http://$HTTP/" && break
+    sleep 0.1
+done
+curl -sf -o /dev/null -x "http://127.0.0.1:$PROXY_PORT" "http://$HTTP/" || { echo "proxy did not come up:"; cat "$WORK/proxy.log"; exit 1; }
+DOMAINS=$("$BIN" -c "$WORK/hallpass.toml" lists --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["domains"])')
+
+# --- measurements ------------------------------------------------------------
+wrk_rps() { # prints "req/s p99_ms non2xx"
+    taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency "$@" 2>&1 |
+        awk '/Requests\/sec/ {rps=$2} /Non-2xx/ {bad=$NF} / 99%/ {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v*=1000}; p99=v} END {printf "%.0f %.3f %d\n", rps, p99, bad}'
+}
+hey_rps() { # prints "req/s p99_ms errors"
+    taskset -c 1 hey -z "${DURATION}s" "$@" 2>&1 |
+        awk '/Requests\/sec/ {rps=$2} /99% in/ {p99=$3*1000} /^Status code distribution/ {s=1} s && /\[2[0-9][0-9]\]/ {ok+=$2} /Error distribution/ {e=1} END {printf "%.0f %.3f %d\n", rps, p99, ok}'
+}
+row() { printf '%-44s %12s %12s %8s\n' "$@"; }
+ratio() { python3 -c "import sys; a,b=float(sys.argv[1]),float(sys.argv[2]); print(f'{b/a:.2f}' if a else 'n/a')" "$1" "$2"; }
+
+echo "hallpass load benchmark: $DOMAINS domains loaded, ${CONNECTIONS} connections, ${DURATION}s per run, proxy on core 0"
+row "figure" "direct" "hallpass" "ratio"
+
+read -r d_rps d_p99 d_bad < <(wrk_rps "http://$HTTP/")
+read -r p_rps p_p99 p_bad < <(TARGET="http://$HTTP/" wrk_rps -s benches/load/proxy.lua "http://127.0.0.1:$PROXY_PORT/")
+[ "$d_bad" = 0 ] && [ "$p_bad" = 0 ] || { echo "benches/load.sh: allowed HTTP got non-2xx answers (direct $d_bad, proxy $p_bad)" >&2; exit 1; }
+row "allowed HTTP (req/s, wrk)" "$d_rps" "$p_rps" "$(ratio "$d_rps" "$p_rps")"
+
+read -r b_rps _ _ < <(TARGET="http://pornhub.com/" wrk_rps -s benches/load/proxy.lua "http://127.0.0.1:$PROXY_PORT/")
+row "blocked HTTP, block page (req/s, wrk)" "$d_rps" "$b_rps" "$(ratio "$d_rps" "$b_rps")"
+
+# Added latency at half of the proxy's allowed-HTTP rate (hey -q is per worker).
+half=$(( p_rps / 2 )); workers=16; per=$(( half / workers )); [ "$per" -lt 1 ] && per=1
+read -r _ dl_p99 _ < <(hey_rps -c "$workers" -q "$per" "http://$HTTP/")
+read -r _ pl_p99 _ < <(hey_rps -c "$workers" -q "$per" -x "http://127.0.0.1:$PROXY_PORT" "http://$HTTP/")
+row "p99 at $((per * workers)) req/s (ms, hey)" "$dl_p99" "$pl_p99" "+$(python3 -c "print(f'{$pl_p99-$dl_p99:.3f}')") ms"
+
+read -r dt_rps _ dt_ok < <(hey_rps -c "$CONNECTIONS" "https://127.0.0.1/")
+read -r pt_rps _ pt_ok < <(hey_rps -c "$CONNECTIONS" -x "http://127.0.0.1:$PROXY_PORT" "https://127.0.0.1/")
+row "intercepted HTTPS keep-alive (req/s, hey)" "$dt_rps" "$pt_rps" "$(ratio "$dt_rps" "$pt_rps")"
+
+read -r dn_rps _ dn_ok < <(hey_rps -c "$CONNECTIONS" -disable-keepalive "https://127.0.0.1/")
+read -r pn_rps _ pn_ok < <(hey_rps -c "$CONNECTIONS" -disable-keepalive -x "http://127.0.0.1:$PROXY_PORT" "https://127.0.0.1/")
+row "intercepted HTTPS new conn (handshakes/s)" "$dn_rps" "$pn_rps" "$(ratio "$dn_rps" "$pn_rps")"
+
+rss_kb=$(awk '/VmRSS/ {print $2}' "/proc/$PROXY_PID/status")
+row "proxy RSS after load (MB)" "-" "$((rss_kb / 1024))" "-"
+echo "(2xx responses, direct/proxy: HTTPS keep-alive $dt_ok/$pt_ok, new-connection $dn_ok/$pn_ok)"
+# A run where a side answered nothing but errors measures nothing: fail loudly.
+for n in "$dt_ok" "$pt_ok" "$dn_ok" "$pn_ok"; do [ "$n" -gt 0 ] || { echo "benches/load.sh: an HTTPS run got no 2xx responses" >&2; exit 1; }; done

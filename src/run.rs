@@ -1,0 +1,143 @@
+//! `hallpass run`: the proxy daemon. Loads the configuration (failing closed on
+//! any problem), creates the school CA on first run, serves until SIGTERM/SIGINT,
+//! and reloads policy and lists on SIGHUP without dropping connections.
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use proxy::arc_swap::ArcSwap;
+use proxy::snapshot::{self, LoadError, Snapshot};
+use proxy::{ProxyBuilder, Settings};
+
+/// Arguments of `hallpass run`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Log in human-readable text instead of JSON lines.
+    #[arg(long)]
+    text_log: bool,
+}
+
+pub fn run(config: &Path, args: Args) -> anyhow::Result<ExitCode> {
+    init_tracing(args.text_log);
+    let snap = match snapshot::load(config, 1) {
+        Ok(s) => s,
+        Err(LoadError::Invalid(mut problems)) => {
+            problems.sort();
+            eprintln!("{problems}");
+            eprintln!(
+                "hallpass: not starting: the configuration has problems (run `hallpass check`)"
+            );
+            return Ok(ExitCode::from(1));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    for p in &snap.list_problems {
+        tracing::warn!(problem = %p, "list line skipped");
+    }
+    let settings = Settings::from_config(&snap.config, &snap.config_dir);
+    if settings.intercept {
+        first_run_ca(
+            &settings.state_dir,
+            snap.policy.school().unwrap_or("hallpass"),
+        )?;
+    }
+    let snapshots = Arc::new(ArcSwap::from_pointee(snap));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(serve(config, settings, snapshots))
+}
+
+async fn serve(
+    config: &Path,
+    settings: Settings,
+    snapshots: Arc<ArcSwap<Snapshot>>,
+) -> anyhow::Result<ExitCode> {
+    let server = ProxyBuilder::new(settings, snapshots.clone())
+        .bind()
+        .await?;
+    for addr in server.local_addrs() {
+        tracing::info!(%addr, "listening");
+        eprintln!("hallpass: listening on {addr}; try: curl -x http://{addr} http://example.com/");
+    }
+    let reload = tokio::spawn(reload_on_sighup(config.to_path_buf(), snapshots));
+    server.run(shutdown_signal()).await?;
+    reload.abort();
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Reloads on SIGHUP: the new snapshot is compiled off the request path and
+/// swapped in atomically; a bad file keeps the running policy.
+async fn reload_on_sighup(config: std::path::PathBuf, snapshots: Arc<ArcSwap<Snapshot>>) {
+    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+        tracing::error!("cannot listen for SIGHUP: reload needs a restart");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        let generation = snapshots.load().generation + 1;
+        let path = config.clone();
+        match tokio::task::spawn_blocking(move || snapshot::load(&path, generation)).await {
+            Ok(Ok(snap)) => {
+                snapshots.store(Arc::new(snap));
+                tracing::info!(generation, "policy reloaded");
+            }
+            Ok(Err(e)) => tracing::error!(error = %e, "reload failed: keeping the running policy"),
+            Err(e) => tracing::error!(error = %e, "reload task failed: keeping the running policy"),
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}
+
+/// On first run there is no school CA yet: create one and say how to trust it.
+fn first_run_ca(state_dir: &Path, school: &str) -> anyhow::Result<()> {
+    let files = proxy::ca::ca_files(state_dir);
+    if files.key.exists() || files.cert.exists() {
+        return Ok(());
+    }
+    let files = proxy::ca::init(state_dir, school, false)?;
+    eprintln!(
+        "hallpass: created the school CA at {} (key: {}, mode 0600).\n\
+         To see HTTPS block pages, devices must trust it: download it through the proxy at\n\
+         http://<proxy address>/hallpass-ca.crt (instructions are on that page), or with curl:\n\
+         curl --cacert {} -x http://127.0.0.1:3128 https://example.com/",
+        files.cert.display(),
+        files.key.display(),
+        files.cert.display()
+    );
+    Ok(())
+}
+
+fn init_tracing(text: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if text {
+        builder.init();
+    } else {
+        // One flat JSON object per line. The span list is left out: the access
+        // line already carries who, group, URL and verdict, and re-serialising
+        // every enclosing span costs more than the request itself.
+        builder
+            .json()
+            .with_current_span(false)
+            .with_span_list(false)
+            .init();
+    }
+}
