@@ -6,6 +6,8 @@
 //! assert invariants, not just "no panic".
 #![forbid(unsafe_code)]
 
+pub mod proxy_checks;
+
 use policy::CanonicalUrl;
 use policy::host::{
     CanonicalHost, MAX_LABEL_LEN, MAX_NAME_LEN, canonicalize, canonicalize_authority,

@@ -16,6 +16,22 @@
 //! hyper then re-frames every forwarded message, so what reaches an origin is never
 //! the client's framing.
 //!
+//! What hyper 1.x does on its own, measured (`framing::hyper_alone`):
+//!
+//! | Request | hyper alone | guard |
+//! |---|---|---|
+//! | `Content-Length` + `Transfer-Encoding: chunked` | **accepts** (200) | 400 |
+//! | `Transfer-Encoding: gzip, chunked` | **accepts** | 400 |
+//! | `Transfer-Encoding: chunked, chunked` | **accepts** | 400 |
+//! | `Transfer-Encoding: chunked, identity` / `xchunked` | 400 | 400 |
+//! | two different `Content-Length` | 400 | 400 |
+//! | `Content_Length: 3` (underscore look-alike) | **accepts**, ignores it | 400 |
+//! | obs-fold, space before `:` | 400 | 400 |
+//! | bare LF line ends | **accepts** | 400 |
+//! | chunk extension `3;ext=1` | **accepts** | 400 |
+//! | two `Host` headers | **accepts** | 400 |
+//! | `HTTP/1.0` with `chunked` | 400 | 400 |
+//!
 //! A violation in a head is answered in order (earlier pipelined requests finish
 //! first). A violation inside a chunked body cannot be answered (a response may
 //! already be under way), so the connection is cut; the head of a chunked request
@@ -196,6 +212,12 @@ pub const REJECTED_HEADER: &str = "hallpass-rejected";
 /// assert_eq!(check_head(smuggle, &Limits::default()), Err(Violation::LengthAndTransferEncoding));
 /// ```
 pub fn check_head(head: &[u8], limits: &Limits) -> Result<HeadInfo, Violation> {
+    // A bare LF within the size limit is reported before the size: the streaming
+    // guard finds it before the head is complete, and the answer must not depend
+    // on how the bytes were split into reads.
+    if has_bare_lf(&head[..head.len().min(limits.max_head_bytes)]) {
+        return Err(Violation::BareLineFeed);
+    }
     if head.len() > limits.max_head_bytes {
         return Err(Violation::HeadTooLarge);
     }
@@ -222,6 +244,14 @@ pub fn check_head(head: &[u8], limits: &Limits) -> Result<HeadInfo, Violation> {
         return Err(Violation::ConnectWithBody);
     }
     Ok(HeadInfo { body, connect })
+}
+
+/// Whether a LF appears without a CR before it.
+fn has_bare_lf(bytes: &[u8]) -> bool {
+    bytes
+        .iter()
+        .enumerate()
+        .any(|(i, &b)| b == b'\n' && (i == 0 || bytes[i - 1] != b'\r'))
 }
 
 /// Parses a chunk-size line (without its CR LF): 1 to 16 hex digits, nothing else.
@@ -522,12 +552,10 @@ impl<T> FramingGuard<T> {
             .position(|w| w == b"\r\n\r\n")
             .map(|i| from + i + 4);
         let Some(end) = end else {
-            if rest
-                .iter()
-                .skip(from)
-                .enumerate()
-                .any(|(i, &b)| b == b'\n' && (from + i == 0 || rest[from + i - 1] != b'\r'))
-            {
+            let limit = rest.len().min(self.limits.max_head_bytes);
+            let bare_lf =
+                (from..limit).any(|i| rest[i] == b'\n' && (i == 0 || rest[i - 1] != b'\r'));
+            if bare_lf {
                 return self.reject(Violation::BareLineFeed);
             }
             if rest.len() > self.limits.max_head_bytes {
@@ -968,5 +996,148 @@ mod tests {
     async fn guard_never_releases_an_unfinished_head() {
         let (out, err) = through_guard(b"GET / HTTP/1.1\r\nHost: a").await;
         assert_eq!((out, err), (Vec::new(), None));
+    }
+}
+
+/// What hyper 1 does *without* the guard, measured on every case the guard
+/// refuses; the table in the module docs comes from this test's output
+/// (`cargo test -p hallpass-proxy hyper_alone -- --nocapture`). It fails when
+/// hyper's behaviour changes, so the docs cannot silently go stale.
+#[cfg(test)]
+mod hyper_alone {
+    use std::convert::Infallible;
+
+    use http_body_util::BodyExt;
+    use hyper::service::service_fn;
+    use hyper_util::rt::TokioIo;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// Sends one request to a bare hyper server; returns the status it answered
+    /// (0: it closed without answering) and the body bytes the service received.
+    async fn bare_hyper(request: &[u8]) -> (u16, String) {
+        let (client, server) = tokio::io::duplex(1 << 20);
+        let (seen_tx, mut seen_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+        let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+            let seen_tx = seen_tx.clone();
+            async move {
+                let body = req
+                    .into_body()
+                    .collect()
+                    .await
+                    .map(|b| b.to_bytes())
+                    .unwrap_or_default();
+                let _ = seen_tx.send(String::from_utf8_lossy(&body).into_owned());
+                Ok::<_, Infallible>(hyper::Response::new(
+                    http_body_util::Empty::<bytes::Bytes>::new(),
+                ))
+            }
+        });
+        tokio::spawn(
+            hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(server), svc),
+        );
+        let (mut rd, mut wr) = tokio::io::split(client);
+        wr.write_all(request).await.expect("write");
+        // The write half stays open: an end of input would make hyper drop a
+        // request in flight, which would hide what it accepted.
+        let mut out = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !out.windows(4).any(|w| w == b"\r\n\r\n") {
+            match tokio::time::timeout(std::time::Duration::from_millis(500), rd.read(&mut buf))
+                .await
+            {
+                Ok(Ok(n)) if n > 0 => out.extend_from_slice(&buf[..n]),
+                _ => break,
+            }
+        }
+        drop(wr);
+        let text = String::from_utf8_lossy(&out);
+        let status = text
+            .strip_prefix("HTTP/1.1 ")
+            .and_then(|r| r.get(..3))
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let seen = seen_rx.try_recv().unwrap_or_default();
+        (status, seen)
+    }
+
+    #[tokio::test]
+    async fn hyper_alone_is_lenient_where_the_guard_is_strict() {
+        let cases: &[(&str, &str, u16)] = &[
+            (
+                "CL+TE",
+                "POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+                200,
+            ),
+            (
+                "TE gzip,chunked",
+                "POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+                200,
+            ),
+            (
+                "TE chunked,chunked",
+                "POST / HTTP/1.1\r\nTransfer-Encoding: chunked, chunked\r\n\r\n0\r\n\r\n",
+                200,
+            ),
+            (
+                "TE chunked,identity",
+                "POST / HTTP/1.1\r\nTransfer-Encoding: chunked, identity\r\n\r\n",
+                400,
+            ),
+            (
+                "TE xchunked",
+                "POST / HTTP/1.1\r\nTransfer-Encoding: xchunked\r\n\r\n",
+                400,
+            ),
+            (
+                "CL twice, different",
+                "POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
+                400,
+            ),
+            (
+                "CL_ underscore",
+                "POST / HTTP/1.1\r\nContent_Length: 3\r\n\r\nabc",
+                200,
+            ),
+            (
+                "obs-fold",
+                "GET / HTTP/1.1\r\nX-A: 1\r\n  folded\r\n\r\n",
+                400,
+            ),
+            (
+                "space before colon",
+                "GET / HTTP/1.1\r\nX-A : 1\r\n\r\n",
+                400,
+            ),
+            ("bare LF", "GET / HTTP/1.1\nHost: a\n\n", 200),
+            (
+                "chunk extension",
+                "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3;ext=1\r\nabc\r\n0\r\n\r\n",
+                200,
+            ),
+            (
+                "two Host headers",
+                "GET / HTTP/1.1\r\nHost: a.test\r\nHost: b.test\r\n\r\n",
+                200,
+            ),
+            (
+                "HTTP/1.0 chunked",
+                "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+                400,
+            ),
+        ];
+        let mut changed = Vec::new();
+        for (name, request, expected) in cases {
+            let (status, _) = bare_hyper(request.as_bytes()).await;
+            println!("{name:>22}: hyper alone answers {status}");
+            if status != *expected {
+                changed.push(format!(
+                    "{name}: expected {expected}, hyper now answers {status}"
+                ));
+            }
+        }
+        assert!(
+            changed.is_empty(),
+            "hyper's behaviour changed; update the module docs: {changed:?}"
+        );
     }
 }
