@@ -232,3 +232,84 @@ async fn connect_is_decided_and_dialled_before_the_200() {
     }
     assert_eq!(p.https.connections(), 0);
 }
+
+#[tokio::test]
+async fn h2_authority_for_another_site_is_blocked() {
+    let p = harness::start().await;
+    let authority = p.https_authority("allowed.test");
+    let (status, stream, _) = connect(p.addr, &authority).await;
+    assert_eq!(status, 200);
+    let config = client_tls(&[&p.school_ca_pem], &[b"h2"]);
+    let tls = tls(stream.expect("tunnel"), "allowed.test", config)
+        .await
+        .expect("tls");
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tls),
+    )
+    .await
+    .expect("h2");
+    tokio::spawn(conn);
+    let fronted = hyper::Request::get(format!("https://blocked.test:{}/", p.https.addr.port()))
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .expect("request");
+    let response = sender.send_request(fronted).await.expect("response");
+    assert_eq!(response.status(), 403);
+    let same = hyper::Request::get(format!("https://{authority}/ok"))
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .expect("request");
+    let response = sender.send_request(same).await.expect("response");
+    assert_eq!(response.status(), 200);
+    let seen: Vec<String> = p.https.requests().iter().map(|s| s.uri.clone()).collect();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert!(seen[0].ends_with("/ok"), "{seen:?}");
+}
+
+#[tokio::test]
+async fn plain_http_inside_a_tunnel_is_decided_too() {
+    let p = harness::start().await;
+    let authority = format!("allowed.test:{}", p.http.addr.port());
+    let (status, stream, _) = connect(p.addr, &authority).await;
+    assert_eq!(status, 200);
+    let mut stream = stream.expect("tunnel");
+    let requests = format!(
+        "GET /plain HTTP/1.1\r\nHost: {authority}\r\n\r\nDELETE /x HTTP/1.1\r\nHost: blocked.test\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(requests.as_bytes()).await.expect("write");
+    let mut got = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut got)).await;
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.contains("origin GET /plain"), "{text}");
+    assert!(
+        text.contains("HTTP/1.1 403"),
+        "the fronted DELETE is blocked: {text}"
+    );
+    assert_eq!(p.http.requests().len(), 1);
+}
+
+#[tokio::test]
+async fn a_blocked_tunnel_answers_plain_http_with_the_page_and_closes_other_bytes() {
+    let p = harness::start().await;
+    let (status, stream, _) = connect(p.addr, "blocked.test:80").await;
+    assert_eq!(status, 200);
+    let mut stream = stream.expect("tunnel");
+    stream.write_all(b"POST /form HTTP/1.1\r\nHost: blocked.test\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi").await.expect("write");
+    let mut got = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut got)).await;
+    let text = String::from_utf8_lossy(&got);
+    assert!(
+        text.starts_with("HTTP/1.1 403") && text.contains("This page is blocked"),
+        "{text}"
+    );
+
+    let (status, stream, _) = connect(p.addr, "blocked.test:443").await;
+    assert_eq!(status, 200);
+    let mut stream = stream.expect("tunnel");
+    stream.write_all(b"\x00\x01binary").await.expect("write");
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut got)).await;
+    assert!(read.is_ok() && got.is_empty(), "closed without an answer");
+    assert_eq!(p.http.connections() + p.https.connections(), 0);
+}

@@ -473,6 +473,51 @@ mod tests {
         ));
     }
 
+    /// Verifies a minted chain as a browser would, for `name`.
+    fn verify(
+        ca: &CertificateAuthority,
+        chain: &[CertificateDer<'static>],
+        name: &str,
+    ) -> Result<(), rustls::Error> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ca.cert_der().clone()).expect("root");
+        let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+            Arc::new(roots),
+            crate::upstream::crypto_provider(),
+        )
+        .build()
+        .expect("verifier");
+        let name = rustls::pki_types::ServerName::try_from(name.to_string()).expect("name");
+        let now = rustls::pki_types::UnixTime::now();
+        use rustls::client::danger::ServerCertVerifier;
+        verifier
+            .verify_server_cert(&chain[0], &chain[1..], &name, &[], now)
+            .map(|_| ())
+    }
+
+    #[test]
+    fn a_leaf_is_valid_for_exactly_its_name() {
+        let ca = CertificateAuthority::generate("Test").expect("ca");
+        let host = policy::host::canonicalize("www.example.test").expect("host");
+        let (chain, _key) = ca.mint(&host, 7).expect("mint");
+        assert_eq!(verify(&ca, &chain, "www.example.test"), Ok(()));
+        for other in [
+            "example.test",
+            "a.www.example.test",
+            "www.example.test.evil",
+        ] {
+            assert!(verify(&ca, &chain, other).is_err(), "{other}");
+        }
+        let ip = CanonicalHost::from_ipv4([192, 0, 2, 7].into());
+        let (chain, _key) = ca.mint(&ip, 7).expect("mint");
+        assert_eq!(verify(&ca, &chain, "192.0.2.7"), Ok(()), "IP SAN");
+        assert!(verify(&ca, &chain, "192.0.2.8").is_err());
+        // Another CA's leaf does not verify under this one.
+        let other = CertificateAuthority::generate("Other").expect("ca");
+        let (foreign, _) = other.mint(&host, 7).expect("mint");
+        assert!(verify(&ca, &foreign, "www.example.test").is_err());
+    }
+
     #[tokio::test]
     async fn leaves_are_cached_bounded_and_distinct() {
         let ca = Arc::new(CertificateAuthority::generate("Test").expect("ca"));

@@ -32,7 +32,7 @@ use policy::event::BlockKind;
 use policy::host::{CanonicalHost, canonicalize};
 use policy::url::Scheme;
 use policy::{Action, Band};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_rustls::LazyConfigAcceptor;
 use tokio_rustls::server::TlsStream;
@@ -42,6 +42,7 @@ use crate::auth::Identity;
 use crate::block::PageKind;
 use crate::forward::{self, client_response, upstream_request};
 use crate::framing::FramingGuard;
+use crate::idle::Prefixed;
 use crate::listen::{Phase, http1_builder};
 use crate::request::{
     Access, CatchUnwind, ConnInfo, Refusal, ServedPage, Shared, log_access, plain_refusal,
@@ -58,7 +59,52 @@ const MAX_H2_HEADER_LIST: u32 = 64 * 1024;
 /// Most idle HTTP/1.1 upstream connections kept per tunnel.
 const MAX_IDLE_UPSTREAM: usize = 4;
 
-type ClientIo = TokioIo<hyper::upgrade::Upgraded>;
+/// The client side of a tunnel as hyper hands it over.
+type TunnelIo = TokioIo<hyper::upgrade::Upgraded>;
+/// The same, with the bytes read to sniff the protocol put back in front.
+type ClientIo = Prefixed<TunnelIo>;
+
+/// What the client sent first inside a tunnel.
+enum Sniffed {
+    /// A TLS record.
+    Tls(ClientIo),
+    /// What looks like an HTTP request line.
+    Http(ClientIo),
+}
+
+/// Reads the first bytes of a tunnel: TLS is intercepted, plain HTTP is parsed
+/// and filtered like any request, anything else is closed and logged.
+async fn sniff(shared: &Shared, mut client: TunnelIo) -> Option<Sniffed> {
+    let mut first = vec![0u8; 4096];
+    let read = tokio::time::timeout(
+        shared.settings.tls_handshake_timeout,
+        client.read(&mut first),
+    )
+    .await;
+    let n = match read {
+        Ok(Ok(n)) if n > 0 => n,
+        Ok(Ok(_)) => return None,
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "tunnel read failed");
+            return None;
+        }
+        Err(_) => {
+            tracing::info!("tunnel closed: nothing sent in time");
+            return None;
+        }
+    };
+    first.truncate(n);
+    let byte = first[0];
+    let io = Prefixed::new(first, client);
+    if byte == 0x16 {
+        Some(Sniffed::Tls(io))
+    } else if byte.is_ascii_uppercase() {
+        Some(Sniffed::Http(io))
+    } else {
+        tracing::info!(first_byte = byte, "tunnel closed: neither TLS nor HTTP");
+        None
+    }
+}
 
 /// The client's ClientHello, read but not answered yet.
 struct Hello {
@@ -136,9 +182,16 @@ pub(crate) async fn serve_page(
     shared: Arc<Shared>,
     conn: Arc<ConnInfo>,
     tunnel: TunnelName,
-    client: ClientIo,
+    client: TunnelIo,
     page: ServedPage,
 ) {
+    let client = match sniff(&shared, client).await {
+        Some(Sniffed::Tls(client)) => client,
+        Some(Sniffed::Http(client)) => {
+            return serve_static(&shared, &conn, client, false, page).await;
+        }
+        None => return,
+    };
     let Some(hello) = read_hello(&shared, client).await else {
         return;
     };
@@ -152,30 +205,7 @@ pub(crate) async fn serve_page(
     let Some((tls, is_h2)) = finish_handshake(&shared, hello, &name, true).await else {
         return;
     };
-    let page = Arc::new(page);
-    let svc = service_fn(move |req: Request<Incoming>| {
-        let page = page.clone();
-        let conn = conn.clone();
-        async move {
-            let response = match violation_response(&req) {
-                Some(r) => r,
-                None => page.response(),
-            };
-            let access = Access {
-                verdict: "block",
-                ..Access::default()
-            };
-            log_access(
-                &tracing::Span::current(),
-                &conn,
-                req.method().as_str(),
-                &access,
-                response.status(),
-            );
-            Ok::<_, Infallible>(response)
-        }
-    });
-    serve_client(&shared, tls, is_h2, svc).await;
+    serve_static(&shared, &conn, tls, is_h2, page).await;
 }
 
 /// An allowed, intercepted tunnel.
@@ -184,9 +214,16 @@ pub(crate) async fn serve_intercepted(
     conn: Arc<ConnInfo>,
     tunnel: TunnelName,
     identity: Identity,
-    client: ClientIo,
+    client: TunnelIo,
     upstream: TcpStream,
 ) {
+    let client = match sniff(&shared, client).await {
+        Some(Sniffed::Tls(client)) => client,
+        Some(Sniffed::Http(client)) => {
+            return serve_plain_tunnel(shared, conn, tunnel, identity, client, upstream).await;
+        }
+        None => return,
+    };
     let Some(hello) = read_hello(&shared, client).await else {
         return;
     };
@@ -255,7 +292,8 @@ pub(crate) async fn serve_intercepted(
         return;
     };
 
-    let pool = match Pool::start(&shared, &tunnel.host, peer, upstream_tls, upstream_h2).await {
+    let pool = match Pool::start(&shared, &tunnel.host, peer, upstream_tls, upstream_h2, true).await
+    {
         Ok(pool) => pool,
         Err(e) => {
             tracing::info!(error = %e, "upstream connection failed");
@@ -276,23 +314,57 @@ pub(crate) async fn serve_intercepted(
         tunnel,
         identity,
         pool,
+        scheme: Scheme::Https,
         guarded: !client_h2,
     });
     let svc = service_fn(move |req| handle_tunneled(ctx.clone(), req));
     serve_client(&shared, client_tls, client_h2, svc).await;
 }
 
+/// Plain HTTP inside an allowed tunnel (a client using CONNECT for port 80):
+/// every request is parsed behind the framing guard and decided like any other.
+async fn serve_plain_tunnel(
+    shared: Arc<Shared>,
+    conn: Arc<ConnInfo>,
+    tunnel: TunnelName,
+    identity: Identity,
+    client: ClientIo,
+    upstream: TcpStream,
+) {
+    let peer = upstream.peer_addr().ok();
+    let pool = match Pool::start(&shared, &tunnel.host, peer, upstream, false, false).await {
+        Ok(pool) => pool,
+        Err(e) => {
+            tracing::info!(error = %e, "upstream connection failed");
+            return;
+        }
+    };
+    let ctx = Arc::new(TunnelCtx {
+        shared: shared.clone(),
+        conn,
+        tunnel,
+        identity,
+        pool,
+        scheme: Scheme::Http,
+        guarded: true,
+    });
+    let svc = service_fn(move |req| handle_tunneled(ctx.clone(), req));
+    serve_client(&shared, client, false, svc).await;
+}
+
 fn request_url_text(tunnel: &TunnelName) -> String {
     crate::request::connect_url(&tunnel.host, tunnel.port).redacted()
 }
 
-async fn serve_static(
+async fn serve_static<I>(
     shared: &Arc<Shared>,
     conn: &Arc<ConnInfo>,
-    tls: TlsStream<ClientIo>,
+    io: I,
     is_h2: bool,
     page: ServedPage,
-) {
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let page = Arc::new(page);
     let conn = conn.clone();
     let svc = service_fn(move |req: Request<Incoming>| {
@@ -314,13 +386,14 @@ async fn serve_static(
             Ok::<_, Infallible>(response)
         }
     });
-    serve_client(shared, tls, is_h2, svc).await;
+    serve_client(shared, io, is_h2, svc).await;
 }
 
 /// Serves the client side of a tunnel with h2 or HTTP/1.1 (behind the framing
 /// guard), draining on shutdown like a listener connection.
-async fn serve_client<S, F>(shared: &Arc<Shared>, tls: TlsStream<ClientIo>, is_h2: bool, svc: S)
+async fn serve_client<I, S, F>(shared: &Arc<Shared>, io: I, is_h2: bool, svc: S)
 where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     S: hyper::service::Service<
             Request<Incoming>,
             Response = Response<Body>,
@@ -339,11 +412,11 @@ where
             .max_header_list_size(MAX_H2_HEADER_LIST)
             .keep_alive_interval(Some(shared.settings.idle_timeout / 2))
             .keep_alive_timeout(shared.settings.header_read_timeout);
-        let connection = builder.serve_connection(TokioIo::new(tls), svc);
+        let connection = builder.serve_connection(TokioIo::new(io), svc);
         tokio::pin!(connection);
         drive(connection, &mut phase, |c| c.graceful_shutdown()).await;
     } else {
-        let io = TokioIo::new(FramingGuard::new(tls, shared.settings.limits));
+        let io = TokioIo::new(FramingGuard::new(io, shared.settings.limits));
         let connection = http1_builder(shared).serve_connection(io, svc);
         tokio::pin!(connection);
         drive(connection, &mut phase, |c| c.graceful_shutdown()).await;
@@ -389,6 +462,8 @@ struct TunnelCtx {
     tunnel: TunnelName,
     identity: Identity,
     pool: Pool,
+    /// `https` inside TLS, `http` for plain HTTP inside a tunnel.
+    scheme: Scheme,
     /// HTTP/1.1 behind the framing guard: the guard's synthetic request is honoured.
     guarded: bool,
 }
@@ -475,7 +550,7 @@ async fn route_tunneled(
             "CONNECT inside a tunnel is not allowed",
         );
     }
-    let url = match target::tunneled_url(&parts, &ctx.tunnel, Scheme::Https) {
+    let url = match target::tunneled_url(&parts, &ctx.tunnel, ctx.scheme) {
         Ok(url) => url,
         Err(TargetError::Fronting { found, .. }) => {
             access.verdict = "block";
@@ -557,14 +632,14 @@ async fn forward_tunneled(
     let request = if ctx.pool.is_h2() {
         let uri: Uri = format!(
             "https://{}{path_and_query}",
-            target::host_header_text(url.host(), url.port(), Scheme::Https)
+            target::host_header_text(url.host(), url.port(), ctx.scheme)
         )
         .parse()
         .map_err(invalid)?;
         upstream_request(parts, body, uri, Version::HTTP_2, None, &rewrite.headers)?
     } else {
         let uri: Uri = path_and_query.parse().map_err(invalid)?;
-        let host = target::host_header_text(url.host(), url.port(), Scheme::Https);
+        let host = target::host_header_text(url.host(), url.port(), ctx.scheme);
         upstream_request(
             parts,
             body,
@@ -585,6 +660,8 @@ struct Pool {
     addr: Option<SocketAddr>,
     h2: Option<http2::SendRequest<Body>>,
     h1: Mutex<Vec<http1::SendRequest<Body>>>,
+    /// Whether upstream connections speak TLS (false for plain HTTP in a tunnel).
+    tls: bool,
 }
 
 impl Pool {
@@ -592,8 +669,9 @@ impl Pool {
         shared: &Arc<Shared>,
         host: &CanonicalHost,
         addr: Option<SocketAddr>,
-        tls: S,
+        stream: S,
         h2: bool,
+        tls: bool,
     ) -> Result<Pool, UpstreamError>
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -604,11 +682,12 @@ impl Pool {
             addr,
             h2: None,
             h1: Mutex::new(Vec::new()),
+            tls,
         };
         if h2 {
-            pool.h2 = Some(forward::handshake_http2(shared, host, tls).await?);
+            pool.h2 = Some(forward::handshake_http2(shared, host, stream).await?);
         } else {
-            let sender = forward::handshake_http1(shared, host, tls).await?;
+            let sender = forward::handshake_http1(shared, host, stream).await?;
             pool.h1
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
@@ -675,6 +754,9 @@ impl Pool {
                     host: self.host.to_string(),
                     source,
                 })?;
+        if !self.tls {
+            return forward::handshake_http1(&self.shared, &self.host, stream).await;
+        }
         let tls = self
             .shared
             .upstream_tls
