@@ -65,6 +65,9 @@ pub enum Error {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// The store failed recently and is not retried yet.
+    #[error("the incident store is down; retrying shortly")]
+    StoreDown,
     /// The intake's writer is gone (shut down or crashed).
     #[error("the incident writer has stopped")]
     WriterStopped,

@@ -34,6 +34,7 @@ use tokio::sync::oneshot;
 use crate::clock::Clock;
 use crate::error::Error;
 use crate::model::AuthFailure;
+use crate::recorder::Recorder;
 use crate::rules::RuleEngine;
 use crate::spool::{Entry, Spool};
 use crate::store::Store;
@@ -170,11 +171,7 @@ impl Intake {
         let spool = Arc::new(Spool::new(options.spool_path.clone()));
         let metrics = Arc::new(Metrics::default());
         let writer = Writer {
-            open: Box::new(open),
-            store: None,
-            retry_at: Instant::now(),
-            rules,
-            clock,
+            recorder: Recorder::new(open, rules, clock, options.retry_every),
             spool: spool.clone(),
             metrics: metrics.clone(),
             options: options.clone(),
@@ -266,11 +263,7 @@ impl Intake {
 }
 
 struct Writer {
-    open: Box<dyn FnMut() -> Result<Store, Error> + Send>,
-    store: Option<Store>,
-    retry_at: Instant,
-    rules: RuleEngine,
-    clock: Arc<dyn Clock>,
+    recorder: Recorder,
     spool: Arc<Spool>,
     metrics: Arc<Metrics>,
     options: IntakeOptions,
@@ -291,15 +284,12 @@ impl Writer {
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => open = false,
             }
-            self.connect_if_due();
             self.replay_spool();
             if !batch.is_empty() {
                 self.write(&mut batch);
             }
         }
         // Every sender is gone: one last attempt at what was spooled.
-        self.retry_at = Instant::now();
-        self.connect_if_due();
         self.replay_spool();
     }
 
@@ -327,36 +317,14 @@ impl Writer {
         true
     }
 
-    fn connect_if_due(&mut self) {
-        if self.store.is_some() || Instant::now() < self.retry_at {
-            return;
-        }
-        match (self.open)() {
-            Ok(store) => self.store = Some(store),
-            Err(e) => {
-                tracing::warn!(error = %e, "incident store unavailable; events go to the spool");
-                self.fail();
-            }
-        }
-    }
-
-    fn fail(&mut self) {
-        self.metrics.store_errors.fetch_add(1, Ordering::Relaxed);
-        self.store = None;
-        self.retry_at = Instant::now() + self.options.retry_every;
-    }
-
     fn replay_spool(&mut self) {
-        if !self.spool.has_pending() {
+        if !self.spool.has_pending() || !self.recorder.is_ready() {
             return;
         }
-        let Some(store) = self.store.as_mut() else {
-            return;
-        };
-        let (rules, clock, metrics) = (&mut self.rules, &self.clock, &self.metrics);
+        let (recorder, metrics) = (&mut self.recorder, &self.metrics);
         let result = self.spool.replay(|chunk| {
             let (events, auth) = split(chunk);
-            let stats = store.record(&events, &auth, rules, clock.now_ms())?;
+            let stats = recorder.record(&events, &auth)?;
             Metrics::add(&metrics.replayed, chunk.len());
             Metrics::add(&metrics.incidents_opened, stats.incidents_opened);
             Ok(())
@@ -368,8 +336,8 @@ impl Writer {
                 "spooled events replayed into the incident store"
             ),
             Err(e) if e.is_store_failure() => {
+                self.metrics.store_errors.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(error = %e, "spool replay stopped; will retry");
-                self.fail();
             }
             Err(e) => tracing::error!(error = %e, "spool replay failed"),
         }
@@ -389,9 +357,8 @@ impl Writer {
             }
         }
         // Spooled entries are older than this batch: they go first, or not at all.
-        let ready = !self.spool.has_pending();
-        if let (Some(store), true) = (self.store.as_mut(), ready) {
-            match store.record(&events, &auth, &mut self.rules, self.clock.now_ms()) {
+        if !self.spool.has_pending() && self.recorder.is_ready() {
+            match self.recorder.record(&events, &auth) {
                 Ok(stats) => {
                     Metrics::add(&self.metrics.written, events.len());
                     Metrics::add(&self.metrics.incidents_opened, stats.incidents_opened);
@@ -402,8 +369,8 @@ impl Writer {
                     return;
                 }
                 Err(e) => {
+                    self.metrics.store_errors.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(error = %e, events = events.len(), "incident store refused a batch; spooling it");
-                    self.fail();
                 }
             }
         }

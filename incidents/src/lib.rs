@@ -6,6 +6,9 @@
 //!   committed to the store or, when the store is slow, down or the queue is full,
 //!   once it is fsync'd to the on-disk [`spool`]. Nothing is dropped; the writer
 //!   replays the spool, oldest first, when the store answers again.
+//! - [`recorder::Recorder`] is a store connection that reopens itself after a
+//!   failure, plus the rules: what the intake's writer (or the proxy's own
+//!   event sink) records through.
 //! - [`store::Store`] is the one schema on SQLite (the default, a file in the state
 //!   directory) or PostgreSQL (a `postgres://` URL), migrated on open. It refuses a
 //!   database whose schema is newer than this build.
@@ -32,6 +35,7 @@ pub mod error;
 pub mod evidence;
 pub mod intake;
 pub mod model;
+pub mod recorder;
 pub mod retention;
 pub mod review;
 pub mod rules;
@@ -46,6 +50,7 @@ pub use model::{
     ActionTaken, Actor, AuditEntry, AuthFailure, EventFilter, Incident, IncidentFilter,
     IncidentKind, NewIncident, Role, SignOff, State, Subject, Urgency,
 };
+pub use recorder::Recorder;
 pub use rules::{LockedCategories, RuleEngine, Rules};
 pub use settings::{Settings, StoreLocation};
 pub use store::Store;

@@ -670,3 +670,23 @@ fn a_full_queue_spools_and_a_restart_replays_what_was_left() {
         assert_eq!(stored.len(), 300, "{}", t.engine);
     });
 }
+
+#[test]
+fn a_nul_byte_from_a_login_name_never_blocks_the_store() {
+    both("nul", |mut t: TestStore| {
+        let mut ev = event("N1", Some("ev\0il"), Some("self-harm"), 0);
+        ev.url = "http://x.test/\0".into();
+        let stats = t
+            .store
+            .record(&[ev], &[], &mut engine(), T0)
+            .expect("record");
+        assert_eq!(
+            (stats.events, stats.incidents_opened),
+            (1, 1),
+            "{}",
+            t.engine
+        );
+        let back = t.store.events(&EventFilter::default()).expect("events");
+        assert_eq!(back.len(), 1);
+    });
+}

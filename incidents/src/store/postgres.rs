@@ -164,7 +164,7 @@ fn open_in(
         c.query_opt(
             "SELECT number FROM incidents WHERE dedup_key = $1 AND state = 'new' AND opened_ms >= $2 \
              ORDER BY number DESC LIMIT 1 FOR UPDATE",
-            &[&new.dedup_key, &to_db(new.time_ms.saturating_sub(coalesce_ms))],
+            &[&no_nul(&new.dedup_key), &to_db(new.time_ms.saturating_sub(coalesce_ms))],
         )?
         .map(|r| r.try_get(0))
         .transpose()?
@@ -185,14 +185,14 @@ fn open_in(
                         &new.reported_by,
                         &new.reported_to,
                         &to_db(new.time_ms),
-                        &new.description,
-                        &new.category,
-                        &new.url,
-                        &new.subject.who,
-                        &new.subject.group,
+                        &no_nul(&new.description),
+                        &new.category.as_deref().map(no_nul),
+                        &new.url.as_deref().map(no_nul),
+                        &new.subject.who.as_deref().map(no_nul),
+                        &no_nul(&new.subject.group),
                         &new.subject.ip,
                         &new.subject.identifiable,
-                        &new.dedup_key,
+                        &no_nul(&new.dedup_key),
                         &to_db(now_ms),
                     ],
                 )?
@@ -218,10 +218,20 @@ fn open_in(
         c.execute(
             "INSERT INTO incident_events (number, reference) SELECT $1, r FROM unnest($2::text[]) AS r \
              ON CONFLICT (number, reference) DO NOTHING",
-            &[&number, &new.references],
+            &[&number, &new.references.iter().map(|r| no_nul(r)).collect::<Vec<_>>()],
         )?;
     }
     Ok((from_db(number), opened))
+}
+
+/// PostgreSQL text cannot hold NUL; SQLite can. A NUL would make the batch fail
+/// on every replay and block the spool for good, so it becomes U+FFFD here.
+fn no_nul(s: &str) -> String {
+    if s.contains('\0') {
+        s.replace('\0', "\u{FFFD}")
+    } else {
+        s.to_string()
+    }
 }
 
 impl Engine for PostgresEngine {
@@ -253,17 +263,17 @@ impl Engine for PostgresEngine {
             let mut times = Vec::with_capacity(events.len());
             let mut references = Vec::with_capacity(events.len());
             for ev in events {
-                references.push(ev.reference.clone());
+                references.push(no_nul(&ev.reference));
                 times.push(to_db(ev.time_ms));
                 let values = [
                     Some(ev.client_ip.to_string()),
-                    ev.who.clone(),
-                    Some(ev.group.clone()),
-                    Some(ev.band.clone()),
-                    Some(ev.method.clone()),
-                    Some(ev.url.clone()),
-                    ev.category.clone(),
-                    ev.rule.clone(),
+                    ev.who.as_deref().map(no_nul),
+                    Some(no_nul(&ev.group)),
+                    Some(no_nul(&ev.band)),
+                    Some(no_nul(&ev.method)),
+                    Some(no_nul(&ev.url)),
+                    ev.category.as_deref().map(no_nul),
+                    ev.rule.as_deref().map(no_nul),
                     Some(ev.kind.as_str().to_string()),
                 ];
                 for (col, v) in cols.iter_mut().zip(values) {
@@ -287,7 +297,7 @@ impl Engine for PostgresEngine {
                 *fresh.entry(r.try_get::<_, String>(0)?).or_default() += 1;
             }
             for ev in events {
-                if let Some(n) = fresh.get_mut(&ev.reference)
+                if let Some(n) = fresh.get_mut(&no_nul(&ev.reference))
                     && *n > 0
                 {
                     *n -= 1;
@@ -297,7 +307,7 @@ impl Engine for PostgresEngine {
             }
         }
         for f in auth {
-            let who = f.who.as_deref().unwrap_or("");
+            let who = no_nul(f.who.as_deref().unwrap_or(""));
             let n = tx.execute(
                 "INSERT INTO auth_failures (time_ms, client_ip, who) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
                 &[&to_db(f.time_ms), &f.client_ip.to_string(), &who],
