@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use policy::event::BlockEvent;
-use postgres::{Client, GenericClient, NoTls, Row};
+use postgres::{Client, GenericClient, NoTls, Row, Statement};
 
 use super::{
     EVENT_COLUMNS, Engine, Fresh, INCIDENT_COLUMNS, MIGRATIONS, RawEvent, RawIncident, RecordStats,
@@ -26,7 +26,15 @@ const MIGRATION_LOCK: i64 = 0x6861_6c6c_7061_7373; // "hallpass"
 
 pub(crate) struct PostgresEngine {
     client: Client,
+    /// The batch insert, prepared once per connection: it runs for every batch,
+    /// and preparing it each time costs a round trip and a plan.
+    insert_events: Statement,
 }
+
+const INSERT_EVENTS: &str = "INSERT INTO events (reference, time_ms, client_ip, who, grp, band, method, url, category, rule, kind) \
+     SELECT * FROM unnest($1::text[], $2::int8[], $3::text[], $4::text[], $5::text[], $6::text[], \
+     $7::text[], $8::text[], $9::text[], $10::text[], $11::text[]) \
+     ON CONFLICT (reference) DO NOTHING RETURNING reference";
 
 impl PostgresEngine {
     pub(crate) fn connect(url: &str) -> Result<Self, Error> {
@@ -41,38 +49,41 @@ impl PostgresEngine {
         config.application_name("hallpass-incidents");
         let mut client = config.connect(NoTls)?;
         client.batch_execute(&format!("SET statement_timeout = '{STATEMENT_TIMEOUT}'"))?;
-        let mut engine = PostgresEngine { client };
-        engine.migrate()?;
-        Ok(engine)
+        migrate(&mut client)?;
+        let insert_events = client.prepare(INSERT_EVENTS)?;
+        Ok(PostgresEngine {
+            client,
+            insert_events,
+        })
     }
+}
 
-    fn migrate(&mut self) -> Result<(), Error> {
-        let mut tx = self.client.transaction()?;
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
-        tx.batch_execute(
-            "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_ms BIGINT NOT NULL)",
-        )?;
-        let current: i32 = tx
-            .query_one("SELECT COALESCE(MAX(version), 0) FROM schema_version", &[])?
-            .try_get(0)?;
-        let current = u32::try_from(current).unwrap_or(0);
-        if current > SCHEMA_VERSION {
-            return Err(Error::Schema(format!(
-                "the database is at schema version {current}, this build knows up to {SCHEMA_VERSION}: upgrade hallpass"
-            )));
-        }
-        for m in MIGRATIONS.iter().filter(|m| m.version > current) {
-            tx.batch_execute(m.postgres)?;
-            let v = i32::try_from(m.version)
-                .map_err(|_| Error::Internal("migration version overflows".into()))?;
-            tx.execute(
-                "INSERT INTO schema_version (version, applied_ms) VALUES ($1, (extract(epoch from now()) * 1000)::bigint)",
-                &[&v],
-            )?;
-        }
-        tx.commit()?;
-        Ok(())
+fn migrate(client: &mut Client) -> Result<(), Error> {
+    let mut tx = client.transaction()?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_ms BIGINT NOT NULL)",
+    )?;
+    let current: i32 = tx
+        .query_one("SELECT COALESCE(MAX(version), 0) FROM schema_version", &[])?
+        .try_get(0)?;
+    let current = u32::try_from(current).unwrap_or(0);
+    if current > SCHEMA_VERSION {
+        return Err(Error::Schema(format!(
+            "the database is at schema version {current}, this build knows up to {SCHEMA_VERSION}: upgrade hallpass"
+        )));
     }
+    for m in MIGRATIONS.iter().filter(|m| m.version > current) {
+        tx.batch_execute(m.postgres)?;
+        let v = i32::try_from(m.version)
+            .map_err(|_| Error::Internal("migration version overflows".into()))?;
+        tx.execute(
+            "INSERT INTO schema_version (version, applied_ms) VALUES ($1, (extract(epoch from now()) * 1000)::bigint)",
+            &[&v],
+        )?;
+    }
+    tx.commit()?;
+    Ok(())
 }
 
 fn raw_event(r: &Row) -> Result<RawEvent, Error> {
@@ -281,13 +292,19 @@ impl Engine for PostgresEngine {
                 }
             }
             let rows = tx.query(
-                "INSERT INTO events (reference, time_ms, client_ip, who, grp, band, method, url, category, rule, kind) \
-                 SELECT * FROM unnest($1::text[], $2::int8[], $3::text[], $4::text[], $5::text[], $6::text[], \
-                 $7::text[], $8::text[], $9::text[], $10::text[], $11::text[]) \
-                 ON CONFLICT (reference) DO NOTHING RETURNING reference",
+                &self.insert_events,
                 &[
-                    &references, &times, &cols[0], &cols[1], &cols[2], &cols[3], &cols[4], &cols[5], &cols[6],
-                    &cols[7], &cols[8],
+                    &references,
+                    &times,
+                    &cols[0],
+                    &cols[1],
+                    &cols[2],
+                    &cols[3],
+                    &cols[4],
+                    &cols[5],
+                    &cols[6],
+                    &cols[7],
+                    &cols[8],
                 ],
             )?;
             // Count how often each new reference was inserted (once), then walk
