@@ -33,7 +33,11 @@ pub mod url;
 #[cfg(test)]
 mod precedence_tests;
 
-pub use decide::{Action, Explanation, ListEntryHit, ListId, ListLookup, ListMask, Rank, Step, Verdict};
-pub use policy::{Band, Category, Group, GroupId, ListRef, Policy, PolicyTest, Service, TestOutcome, YoutubeMode};
+pub use decide::{
+    Action, Explanation, ListEntryHit, ListId, ListLookup, ListMask, Rank, Step, Verdict,
+};
+pub use policy::{
+    Band, Category, Group, GroupId, ListRef, Policy, PolicyTest, Service, TestOutcome, YoutubeMode,
+};
 pub use source::{Location, Problem, Problems};
 pub use url::CanonicalUrl;
