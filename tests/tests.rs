@@ -8,3 +8,4 @@ mod proxy_http;
 mod proxy_https;
 mod proxy_hygiene;
 mod proxy_lifecycle;
+mod proxy_upgrade;

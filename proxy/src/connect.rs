@@ -177,7 +177,7 @@ fn blocked_tunnel(
 
 /// Runs a tunnel as its own task: counted for shutdown, closed when the server
 /// stops, in the request's span.
-fn spawn_tunnel(
+pub(crate) fn spawn_tunnel(
     shared: &Arc<Shared>,
     tunnel: impl std::future::Future<Output = ()> + Send + 'static,
 ) {

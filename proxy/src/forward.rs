@@ -13,10 +13,11 @@ use std::sync::Arc;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::request::Parts;
-use http::{Request, Response, Uri, Version};
+use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::client::conn::http1;
+use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use policy::event::BlockKind;
 use policy::host::CanonicalHost;
@@ -26,7 +27,7 @@ use policy::{Band, CanonicalUrl};
 use crate::auth::Identity;
 use crate::block::PageKind;
 use crate::framing::REJECTED_HEADER;
-use crate::idle::{Activity, Clock};
+use crate::idle::{Activity, Clock, SpliceEnd, splice};
 use crate::listen::Phase;
 use crate::request::{ConnInfo, Refusal, Shared};
 use crate::upstream::UpstreamError;
@@ -117,6 +118,7 @@ pub(crate) async fn plain(
     band: &Band,
     parts: Parts,
     body: Incoming,
+    client_upgrade: Option<OnUpgrade>,
 ) -> Result<Response<Body>, UpstreamError> {
     let original = parts
         .uri
@@ -129,6 +131,10 @@ pub(crate) async fn plain(
         .parse()
         .map_err(|e: http::uri::InvalidUri| exchange(url.host(), e))?;
     let host_header = target::host_header_text(url.host(), url.port(), Scheme::Http);
+    let upgrade = client_upgrade
+        .as_ref()
+        .and_then(|_| upgrade_request(&parts.headers));
+    let extra = with_upgrade(rewrite.headers, upgrade.as_ref());
     let body = body.map_err(Into::into).boxed();
     let mut req = upstream_request(
         parts,
@@ -136,7 +142,7 @@ pub(crate) async fn plain(
         uri,
         Version::HTTP_11,
         Some(&host_header),
-        &rewrite.headers,
+        &extra,
     )?;
 
     let kept = conn
@@ -148,7 +154,7 @@ pub(crate) async fn plain(
         Some(k) if &k.host == url.host() && k.port == url.port() && k.sender.is_ready() => k.sender,
         _ => dial_plain(shared, url.host(), url.port()).await?,
     };
-    let response = match sender.try_send_request(req).await {
+    let mut response = match sender.try_send_request(req).await {
         Ok(response) => response,
         Err(mut e) => match e.take_message() {
             // The kept connection was closed by the origin before the request
@@ -164,6 +170,14 @@ pub(crate) async fn plain(
             None => return Err(exchange(url.host(), e.into_error())),
         },
     };
+    if let (Some(client), Some(_)) = (client_upgrade, &upgrade) {
+        if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+            // The upstream connection now belongs to the upgraded stream.
+            let upstream = hyper::upgrade::on(&mut response);
+            splice_upgraded(shared, client, upstream);
+            return Ok(switching_response(response));
+        }
+    }
     *conn
         .plain_upstream
         .lock()
@@ -173,6 +187,68 @@ pub(crate) async fn plain(
         sender,
     });
     Ok(client_response(response))
+}
+
+/// The `Upgrade` value of an upgrade request: `Upgrade` plus a `Connection`
+/// token `upgrade`, and no body (the framing guard's rule, so both agree on which
+/// requests may switch protocols).
+pub(crate) fn upgrade_request(headers: &HeaderMap) -> Option<HeaderValue> {
+    let upgrade = headers.get(header::UPGRADE)?;
+    let connection_upgrade = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|token| token.trim().eq_ignore_ascii_case("upgrade"));
+    let has_body = headers.contains_key(header::CONTENT_LENGTH)
+        || headers.contains_key(header::TRANSFER_ENCODING);
+    (connection_upgrade && !has_body).then(|| upgrade.clone())
+}
+
+/// Adds `Upgrade` and `Connection: upgrade` back after the hop-by-hop strip.
+pub(crate) fn with_upgrade(
+    mut extra: Vec<(HeaderName, HeaderValue)>,
+    upgrade: Option<&HeaderValue>,
+) -> Vec<(HeaderName, HeaderValue)> {
+    if let Some(value) = upgrade {
+        extra.push((header::UPGRADE, value.clone()));
+        extra.push((header::CONNECTION, HeaderValue::from_static("upgrade")));
+    }
+    extra
+}
+
+/// The `101` a client gets: the origin's, with `Upgrade`/`Connection` kept.
+pub(crate) fn switching_response(response: Response<Incoming>) -> Response<Body> {
+    let (mut parts, _body) = response.into_parts();
+    let upgrade = parts.headers.get(header::UPGRADE).cloned();
+    strip_hop_by_hop(&mut parts.headers);
+    parts.headers.remove(header::ALT_SVC);
+    if let Some(value) = upgrade {
+        parts.headers.insert(header::UPGRADE, value);
+        parts
+            .headers
+            .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+    Response::from_parts(parts, crate::full_body(""))
+}
+
+/// Once both sides have switched, copies bytes both ways (idle timeout applies).
+pub(crate) fn splice_upgraded(shared: &Arc<Shared>, client: OnUpgrade, upstream: OnUpgrade) {
+    let idle = shared.settings.idle_timeout;
+    crate::connect::spawn_tunnel(shared, async move {
+        let (client, upstream) = match tokio::try_join!(client, upstream) {
+            Ok(pair) => pair,
+            Err(e) => {
+                tracing::debug!(error = %e, "protocol switch failed");
+                return;
+            }
+        };
+        match splice(TokioIo::new(client), TokioIo::new(upstream), idle).await {
+            SpliceEnd::Closed(up, down) => tracing::debug!(up, down, "upgraded connection closed"),
+            SpliceEnd::Idle => tracing::debug!("upgraded connection idle: closed"),
+            SpliceEnd::Failed(e) => tracing::debug!(error = %e, "upgraded connection failed"),
+        }
+    });
 }
 
 fn exchange(host: &CanonicalHost, e: impl std::fmt::Display) -> UpstreamError {
@@ -207,7 +283,7 @@ where
         .handshake(io)
         .await
         .map_err(|e| exchange(host, e))?;
-    spawn_driver(shared, connection, clock);
+    spawn_driver(shared, connection.with_upgrades(), clock);
     Ok(sender)
 }
 

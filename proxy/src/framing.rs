@@ -39,7 +39,8 @@
 //! first chunk never reaches an origin at all.
 use std::io;
 use std::pin::Pin;
-use std::task::{Context, Poll, ready};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker, ready};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
@@ -195,6 +196,9 @@ pub struct HeadInfo {
     pub body: BodyFraming,
     /// A `CONNECT` request: the bytes after it belong to a tunnel.
     pub connect: bool,
+    /// An upgrade request (`Upgrade` plus `Connection: upgrade`, no body): the
+    /// bytes after it belong to a tunnel if the answer is `101`.
+    pub upgrade: bool,
 }
 
 /// The header the synthetic "this request was refused" message carries. Client
@@ -243,7 +247,13 @@ pub fn check_head(head: &[u8], limits: &Limits) -> Result<HeadInfo, Violation> {
     if connect && body != BodyFraming::Empty {
         return Err(Violation::ConnectWithBody);
     }
-    Ok(HeadInfo { body, connect })
+    let upgrade =
+        !connect && body == BodyFraming::Empty && framing.upgrade && framing.connection_upgrade;
+    Ok(HeadInfo {
+        body,
+        connect,
+        upgrade,
+    })
 }
 
 /// Whether a LF appears without a CR before it.
@@ -337,6 +347,8 @@ struct FramingHeaders {
     content_length: Option<u64>,
     transfer_encoding: Vec<Vec<u8>>,
     host_seen: bool,
+    upgrade: bool,
+    connection_upgrade: bool,
 }
 
 impl FramingHeaders {
@@ -352,6 +364,12 @@ impl FramingHeaders {
                 self.transfer_encoding
                     .push(trim_ows(coding).to_ascii_lowercase());
             }
+        } else if name.eq_ignore_ascii_case(b"upgrade") {
+            self.upgrade = true;
+        } else if name.eq_ignore_ascii_case(b"connection") {
+            self.connection_upgrade |= value
+                .split(|&b| b == b',')
+                .any(|t| trim_ows(t).eq_ignore_ascii_case(b"upgrade"));
         } else if name.eq_ignore_ascii_case(b"host") {
             if self.host_seen {
                 return Err(Violation::RepeatedHost);
@@ -440,6 +458,9 @@ enum State {
     Trailers,
     /// After a `CONNECT` head: tunnel bytes, passed untouched.
     Passthrough,
+    /// After an upgrade request: later bytes are held until the handler says
+    /// whether it answered `101` (tunnel) or not (more requests).
+    AwaitingUpgrade,
     /// A violation was answered or the body was cut: nothing more is read.
     Closed,
     /// A violation is being answered: reads stay pending (an end of input now
@@ -463,6 +484,65 @@ pub struct FramingGuard<T> {
     output_at: usize,
     /// Set when the body was cut: the next read returns this error.
     cut: Option<Violation>,
+    /// Heads released so far (the number of the request hyper will see next).
+    released: u64,
+    /// Where the handler reports the outcome of upgrade requests; without one,
+    /// upgrade requests are ordinary requests.
+    gate: Option<Arc<UpgradeGate>>,
+}
+
+/// Tells a [`FramingGuard`] whether an upgrade request was answered with `101`.
+///
+/// Requests are numbered from 1 in the order hyper hands them to the handler
+/// (HTTP/1.1 handles them one at a time); the guard pauses after upgrade
+/// request `n` until [`settle`](UpgradeGate::settle) is called for `n`.
+#[derive(Debug, Default)]
+pub struct UpgradeGate {
+    inner: Mutex<GateInner>,
+}
+
+#[derive(Debug, Default)]
+struct GateInner {
+    waiting_for: Option<u64>,
+    decided: Option<bool>,
+    waker: Option<Waker>,
+}
+
+impl UpgradeGate {
+    /// Reports how request `request` was answered: `upgraded` when with `101`.
+    /// Calls for requests the guard is not waiting on are ignored.
+    pub fn settle(&self, request: u64, upgraded: bool) {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if inner.waiting_for == Some(request) && inner.decided.is_none() {
+            inner.decided = Some(upgraded);
+            if let Some(waker) = inner.waker.take() {
+                waker.wake();
+            }
+        }
+    }
+
+    fn pause(&self, request: u64) {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        *inner = GateInner {
+            waiting_for: Some(request),
+            decided: None,
+            waker: None,
+        };
+    }
+
+    fn poll_decision(&self, cx: &mut Context<'_>) -> Poll<bool> {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        match inner.decided.take() {
+            Some(upgraded) => {
+                inner.waiting_for = None;
+                Poll::Ready(upgraded)
+            }
+            None => {
+                inner.waker = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    }
 }
 
 impl<T> FramingGuard<T> {
@@ -477,7 +557,15 @@ impl<T> FramingGuard<T> {
             output: Vec::new(),
             output_at: 0,
             cut: None,
+            released: 0,
+            gate: None,
         }
+    }
+
+    /// Pauses after upgrade requests until `gate` reports their outcome.
+    pub fn with_upgrade_gate(mut self, gate: Arc<UpgradeGate>) -> Self {
+        self.gate = Some(gate);
+        self
     }
 
     /// The wrapped connection.
@@ -522,7 +610,7 @@ impl<T> FramingGuard<T> {
                     self.output.extend_from_slice(rest);
                     Step::Consumed(rest.len())
                 }
-                State::Closed | State::Refused => Step::NeedMore,
+                State::Closed | State::Refused | State::AwaitingUpgrade => Step::NeedMore,
             };
             match step {
                 Step::Consumed(n) => at += n,
@@ -573,8 +661,15 @@ impl<T> FramingGuard<T> {
                     return Step::Consumed(0);
                 }
                 self.output.extend_from_slice(&rest[..end]);
+                self.released += 1;
                 self.state = match info.body {
                     _ if info.connect => State::Passthrough,
+                    _ if info.upgrade && self.gate.is_some() => {
+                        if let Some(gate) = &self.gate {
+                            gate.pause(self.released);
+                        }
+                        State::AwaitingUpgrade
+                    }
                     BodyFraming::Length(n) if n > 0 => State::Body(n),
                     _ => State::Head,
                 };
@@ -591,6 +686,7 @@ impl<T> FramingGuard<T> {
                 Err(v) => self.reject(v),
                 Ok(_) => {
                     self.output.extend_from_slice(&rest[..head_len]);
+                    self.released += 1;
                     self.state = State::ChunkSize;
                     Step::Consumed(head_len)
                 }
@@ -714,6 +810,20 @@ impl<T: AsyncRead + Unpin> AsyncRead for FramingGuard<T> {
             match this.state {
                 State::Closed => return Poll::Ready(Ok(())),
                 State::Refused => return Poll::Pending,
+                State::AwaitingUpgrade => {
+                    let Some(gate) = this.gate.clone() else {
+                        this.state = State::Head;
+                        continue;
+                    };
+                    let upgraded = ready!(gate.poll_decision(cx));
+                    this.state = if upgraded {
+                        State::Passthrough
+                    } else {
+                        State::Head
+                    };
+                    this.process();
+                    continue;
+                }
                 // Tunnel bytes and plain bodies with nothing buffered skip the copy.
                 State::Passthrough if this.input.is_empty() => {
                     return Pin::new(&mut this.inner).poll_read(cx, buf);
@@ -990,6 +1100,36 @@ mod tests {
             b"CONNECT a.test:443 HTTP/1.1\r\nHost: a.test:443\r\n\r\n\x16\x03\x01\x00\x05hello";
         let (out, err) = through_guard(input).await;
         assert_eq!((out.as_slice(), err), (&input[..], None));
+    }
+
+    #[tokio::test]
+    async fn guard_holds_bytes_after_an_upgrade_request_until_settled() {
+        let input: &[u8] = b"GET /ws HTTP/1.1\r\nConnection: keep-alive, Upgrade\r\nUpgrade: websocket\r\n\r\nGET /next HTTP/1.1\r\n\r\n";
+        let gate = Arc::new(UpgradeGate::default());
+        let mut guard = FramingGuard::new(input, Limits::default()).with_upgrade_gate(gate.clone());
+        let mut buf = vec![0u8; 4096];
+        let n = guard.read(&mut buf).await.expect("head");
+        assert!(buf[..n].ends_with(b"Upgrade: websocket\r\n\r\n"));
+        let held =
+            tokio::time::timeout(std::time::Duration::from_millis(50), guard.read(&mut buf)).await;
+        assert!(
+            held.is_err(),
+            "bytes after an upgrade request wait for the answer"
+        );
+        gate.settle(2, false);
+        let still =
+            tokio::time::timeout(std::time::Duration::from_millis(50), guard.read(&mut buf)).await;
+        assert!(
+            still.is_err(),
+            "another request's answer does not release them"
+        );
+        gate.settle(1, false);
+        let n = guard.read(&mut buf).await.expect("next request");
+        assert_eq!(
+            &buf[..n],
+            b"GET /next HTTP/1.1\r\n\r\n",
+            "not upgraded: parsed as HTTP again"
+        );
     }
 
     #[tokio::test]

@@ -221,7 +221,9 @@ async fn accept_loop(listener: TcpListener, local: SocketAddr, shared: Arc<Share
 }
 
 async fn serve_plain(shared: Arc<Shared>, stream: TcpStream, conn: Arc<ConnInfo>) {
-    let io = TokioIo::new(FramingGuard::new(stream, shared.settings.limits));
+    let guard =
+        FramingGuard::new(stream, shared.settings.limits).with_upgrade_gate(conn.gate.clone());
+    let io = TokioIo::new(guard);
     let svc_shared = shared.clone();
     let svc =
         service_fn(move |req| crate::request::handle_plain(svc_shared.clone(), conn.clone(), req));

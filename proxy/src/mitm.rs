@@ -20,6 +20,7 @@
 //! check it: measured).
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use http::{Request, Response, Uri, Version};
@@ -41,7 +42,7 @@ use tracing::Instrument;
 use crate::auth::Identity;
 use crate::block::PageKind;
 use crate::forward::{self, client_response, upstream_request};
-use crate::framing::FramingGuard;
+use crate::framing::{FramingGuard, UpgradeGate};
 use crate::idle::Prefixed;
 use crate::listen::{Phase, http1_builder};
 use crate::request::{
@@ -316,9 +317,12 @@ pub(crate) async fn serve_intercepted(
         pool,
         scheme: Scheme::Https,
         guarded: !client_h2,
+        gate: Arc::default(),
+        requests: AtomicU64::new(0),
     });
+    let gate = ctx.gate.clone();
     let svc = service_fn(move |req| handle_tunneled(ctx.clone(), req));
-    serve_client(&shared, client_tls, client_h2, svc).await;
+    serve_client(&shared, client_tls, client_h2, Some(gate), svc).await;
 }
 
 /// Plain HTTP inside an allowed tunnel (a client using CONNECT for port 80):
@@ -347,9 +351,12 @@ async fn serve_plain_tunnel(
         pool,
         scheme: Scheme::Http,
         guarded: true,
+        gate: Arc::default(),
+        requests: AtomicU64::new(0),
     });
+    let gate = ctx.gate.clone();
     let svc = service_fn(move |req| handle_tunneled(ctx.clone(), req));
-    serve_client(&shared, client, false, svc).await;
+    serve_client(&shared, client, false, Some(gate), svc).await;
 }
 
 fn request_url_text(tunnel: &TunnelName) -> String {
@@ -386,13 +393,18 @@ async fn serve_static<I>(
             Ok::<_, Infallible>(response)
         }
     });
-    serve_client(shared, io, is_h2, svc).await;
+    serve_client(shared, io, is_h2, None, svc).await;
 }
 
 /// Serves the client side of a tunnel with h2 or HTTP/1.1 (behind the framing
 /// guard), draining on shutdown like a listener connection.
-async fn serve_client<I, S, F>(shared: &Arc<Shared>, io: I, is_h2: bool, svc: S)
-where
+async fn serve_client<I, S, F>(
+    shared: &Arc<Shared>,
+    io: I,
+    is_h2: bool,
+    gate: Option<Arc<UpgradeGate>>,
+    svc: S,
+) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     S: hyper::service::Service<
             Request<Incoming>,
@@ -416,8 +428,13 @@ where
         tokio::pin!(connection);
         drive(connection, &mut phase, |c| c.graceful_shutdown()).await;
     } else {
-        let io = TokioIo::new(FramingGuard::new(io, shared.settings.limits));
-        let connection = http1_builder(shared).serve_connection(io, svc);
+        let mut guard = FramingGuard::new(io, shared.settings.limits);
+        if let Some(gate) = gate {
+            guard = guard.with_upgrade_gate(gate);
+        }
+        let connection = http1_builder(shared)
+            .serve_connection(TokioIo::new(guard), svc)
+            .with_upgrades();
         tokio::pin!(connection);
         drive(connection, &mut phase, |c| c.graceful_shutdown()).await;
     }
@@ -466,6 +483,10 @@ struct TunnelCtx {
     scheme: Scheme,
     /// HTTP/1.1 behind the framing guard: the guard's synthetic request is honoured.
     guarded: bool,
+    /// Tells the framing guard how upgrade requests were answered (HTTP/1.1).
+    gate: Arc<UpgradeGate>,
+    /// Requests handled so far in this tunnel.
+    requests: AtomicU64,
 }
 
 async fn handle_tunneled(
@@ -476,6 +497,7 @@ async fn handle_tunneled(
     let span = tracing::info_span!("request", method = %method, host = %ctx.tunnel.host, group = %ctx.identity.group, verdict = tracing::field::Empty);
     let span_in = span.clone();
     async move {
+        let number = ctx.requests.fetch_add(1, Ordering::Relaxed) + 1;
         let mut access = Access { who: ctx.identity.who.clone(), group: Some(ctx.identity.group.clone()), ..Access::default() };
         let routed = CatchUnwind(Box::pin(route_tunneled(&ctx, req, &mut access))).await;
         let response = routed.unwrap_or_else(|message| {
@@ -490,6 +512,7 @@ async fn handle_tunneled(
                 verdict: None,
             })
         });
+        ctx.gate.settle(number, response.status() == http::StatusCode::SWITCHING_PROTOCOLS);
         log_access(&span_in, &ctx.conn, &method, &access, response.status());
         Ok(response)
     }
@@ -499,7 +522,7 @@ async fn handle_tunneled(
 
 async fn route_tunneled(
     ctx: &TunnelCtx,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
     access: &mut Access,
 ) -> Response<Body> {
     if ctx.guarded {
@@ -508,6 +531,12 @@ async fn route_tunneled(
             return response;
         }
     }
+    // WebSocket and other upgrades work over HTTP/1.1 upstreams only.
+    let client_upgrade = (ctx.guarded
+        && !ctx.pool.is_h2()
+        && req.method() != http::Method::CONNECT
+        && forward::upgrade_request(req.headers()).is_some())
+    .then(|| hyper::upgrade::on(&mut req));
     let shared = &ctx.shared;
     let snap = shared.snapshots.load_full();
     let method = req.method().to_string();
@@ -593,7 +622,7 @@ async fn route_tunneled(
         );
     }
     let band: Band = band.clone();
-    match forward_tunneled(ctx, &url, &band, parts, body).await {
+    match forward_tunneled(ctx, &url, &band, parts, body, client_upgrade).await {
         Ok(response) => response,
         Err(e) => {
             access.verdict = if e.is_refusal() { "block" } else { "error" };
@@ -616,6 +645,7 @@ async fn forward_tunneled(
     band: &Band,
     parts: http::request::Parts,
     body: Incoming,
+    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
 ) -> Result<Response<Body>, UpstreamError> {
     let original = parts
         .uri
@@ -628,6 +658,10 @@ async fn forward_tunneled(
         host: url.host().to_string(),
         message: e.to_string(),
     };
+    let upgrade = client_upgrade
+        .as_ref()
+        .and_then(|_| forward::upgrade_request(&parts.headers));
+    let extra = forward::with_upgrade(rewrite.headers, upgrade.as_ref());
     let body = body.map_err(Into::into).boxed();
     let request = if ctx.pool.is_h2() {
         let uri: Uri = format!(
@@ -636,20 +670,20 @@ async fn forward_tunneled(
         )
         .parse()
         .map_err(invalid)?;
-        upstream_request(parts, body, uri, Version::HTTP_2, None, &rewrite.headers)?
+        upstream_request(parts, body, uri, Version::HTTP_2, None, &extra)?
     } else {
         let uri: Uri = path_and_query.parse().map_err(invalid)?;
         let host = target::host_header_text(url.host(), url.port(), ctx.scheme);
-        upstream_request(
-            parts,
-            body,
-            uri,
-            Version::HTTP_11,
-            Some(&host),
-            &rewrite.headers,
-        )?
+        upstream_request(parts, body, uri, Version::HTTP_11, Some(&host), &extra)?
     };
-    let response = ctx.pool.send(request).await?;
+    let mut response = ctx.pool.send(request).await?;
+    if let (Some(client), Some(_)) = (client_upgrade, &upgrade) {
+        if response.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+            let upstream = hyper::upgrade::on(&mut response);
+            forward::splice_upgraded(&ctx.shared, client, upstream);
+            return Ok(forward::switching_response(response));
+        }
+    }
     Ok(client_response(response))
 }
 

@@ -29,7 +29,7 @@ use crate::auth::{self, Identity};
 use crate::block::{BlockPage, PageKind, References};
 use crate::ca::LeafCache;
 use crate::events::EventQueue;
-use crate::framing::{REJECTED_HEADER, Violation};
+use crate::framing::{REJECTED_HEADER, UpgradeGate, Violation};
 use crate::listen::{Active, PerIpLimit, Phase};
 use crate::snapshot::Snapshot;
 use crate::target::{self, Target, TargetError};
@@ -59,6 +59,10 @@ pub(crate) struct ConnInfo {
     /// The upstream connection of the last plain-HTTP request, kept for reuse by
     /// the next request to the same host on this client connection.
     pub plain_upstream: Mutex<Option<forward::PlainUpstream>>,
+    /// Tells the framing guard how upgrade requests were answered.
+    pub gate: Arc<UpgradeGate>,
+    /// Requests handled so far (the guard numbers them the same way).
+    pub requests: AtomicU64,
 }
 
 impl ConnInfo {
@@ -66,6 +70,8 @@ impl ConnInfo {
         ConnInfo {
             peer,
             plain_upstream: Mutex::new(None),
+            gate: Arc::default(),
+            requests: AtomicU64::new(0),
         }
     }
 }
@@ -263,6 +269,7 @@ pub(crate) fn handle_plain(
     let method = req.method().to_string();
     let span_in = span.clone();
     async move {
+        let number = conn.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
         let mut access = Access::default();
         let routed = CatchUnwind(Box::pin(route_plain(&shared, &conn, req, &mut access))).await;
         let response = match routed {
@@ -280,6 +287,9 @@ pub(crate) fn handle_plain(
                 })
             }
         };
+        // Whatever happened, the framing guard learns whether this request
+        // switched protocols, so it never waits forever.
+        conn.gate.settle(number, response.status() == StatusCode::SWITCHING_PROTOCOLS);
         log_access(&span_in, &conn, &method, &access, response.status());
         Ok(response)
     }
@@ -310,13 +320,18 @@ pub(crate) fn log_access(
 async fn route_plain(
     shared: &Arc<Shared>,
     conn: &Arc<ConnInfo>,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
     access: &mut Access,
 ) -> Response<Body> {
     if let Some(response) = violation_response(&req) {
         access.verdict = "refused";
         return response;
     }
+    // Taken before the request is split: an allowed upgrade is spliced once
+    // the origin answers 101.
+    let client_upgrade = (req.method() != http::Method::CONNECT
+        && forward::upgrade_request(req.headers()).is_some())
+    .then(|| hyper::upgrade::on(&mut req));
     let snap = shared.snapshots.load_full();
     let (parts, body) = req.into_parts();
     let target = match target::classify(&parts, |h, p| shared.is_self(h, p)) {
@@ -412,7 +427,7 @@ async fn route_plain(
                 );
             }
             let band = band.clone();
-            match forward::plain(shared, conn, &url, &band, parts, body).await {
+            match forward::plain(shared, conn, &url, &band, parts, body, client_upgrade).await {
                 Ok(response) => response,
                 Err(e) => {
                     access.verdict = if e.is_refusal() { "block" } else { "error" };

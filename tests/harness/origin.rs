@@ -17,6 +17,7 @@ use hyper::{HeaderMap, Method, Request, Response, Version};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 /// One request as the origin saw it.
@@ -109,8 +110,11 @@ impl OriginCa {
 
 async fn answer(
     log: Arc<OriginLog>,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
+    if req.headers().get("upgrade").is_some_and(|v| v == "echo") {
+        return Ok(echo_upgrade(&log, &mut req));
+    }
     let (parts, body) = req.into_parts();
     let body = body
         .collect()
@@ -143,6 +147,39 @@ async fn answer(
     Ok(response)
 }
 
+/// Answers `Upgrade: echo` with 101, then echoes every byte back.
+fn echo_upgrade(log: &OriginLog, req: &mut Request<Incoming>) -> Response<Full<Bytes>> {
+    log.requests.lock().expect("origin log").push(Seen {
+        method: req.method().clone(),
+        uri: req.uri().to_string(),
+        headers: req.headers().clone(),
+        body: Bytes::new(),
+        version: req.version(),
+    });
+    let on_upgrade = hyper::upgrade::on(req);
+    tokio::spawn(async move {
+        let Ok(upgraded) = on_upgrade.await else {
+            return;
+        };
+        let mut io = TokioIo::new(upgraded);
+        let mut buf = [0u8; 1024];
+        while let Ok(n) = io.read(&mut buf).await {
+            if n == 0 || io.write_all(&buf[..n]).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut response = Response::new(Full::new(Bytes::new()));
+    *response.status_mut() = hyper::StatusCode::SWITCHING_PROTOCOLS;
+    response
+        .headers_mut()
+        .insert("upgrade", "echo".parse().expect("header"));
+    response
+        .headers_mut()
+        .insert("connection", "upgrade".parse().expect("header"));
+    response
+}
+
 /// A plain-HTTP origin on `ip:0`.
 pub async fn http_origin(ip: [u8; 4]) -> Origin {
     let listener = TcpListener::bind(SocketAddr::from((ip, 0)))
@@ -161,6 +198,7 @@ pub async fn http_origin(ip: [u8; 4]) -> Origin {
                 let svc = service_fn(move |req| answer(log.clone(), req));
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), svc)
+                    .with_upgrades()
                     .await;
             });
         }
@@ -202,7 +240,7 @@ pub async fn https_origin(
                 };
                 let svc = service_fn(move |req| answer(log.clone(), req));
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(tls), svc)
+                    .serve_connection_with_upgrades(TokioIo::new(tls), svc)
                     .await;
             });
         }
