@@ -112,3 +112,58 @@ async fn graceful_shutdown_finishes_requests_in_flight() {
         .expect("proxy stopped in time");
     assert!(result.expect("join").is_ok());
 }
+
+#[tokio::test]
+async fn a_tunnel_without_a_client_hello_is_closed_after_the_handshake_timeout() {
+    let p = harness::start_with(Options::proxy("tls_handshake_timeout = \"400ms\"")).await;
+    let (status, stream, _) = harness::connect(p.addr, "blocked.test:443").await;
+    assert_eq!(status, 200);
+    let mut stream = stream.expect("tunnel");
+    let started = Instant::now();
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "closed");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn an_idle_spliced_tunnel_is_closed() {
+    let p = harness::start_with(Options::proxy("idle_timeout = \"500ms\"")).await;
+    let authority = p.https_authority("splice.test");
+    let (status, stream, _) = harness::connect(p.addr, &authority).await;
+    assert_eq!(status, 200);
+    let config = harness::client_tls(&[&p.origin_ca_pem], &[b"http/1.1"]);
+    let mut tls = harness::tls(stream.expect("tunnel"), "splice.test", config)
+        .await
+        .expect("tls");
+    let started = Instant::now();
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), tls.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "closed after the idle time");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn with_interception_off_tunnels_are_spliced_and_blocks_refused_at_connect() {
+    let p = harness::start_with(Options::proxy("intercept = false")).await;
+    let authority = p.https_authority("allowed.test");
+    let reply = harness::https_get(p.addr, &authority, "/direct", &[&p.origin_ca_pem], false)
+        .await
+        .expect("spliced");
+    assert_eq!(reply.body, "origin GET /direct");
+    let (status, _, _) = harness::connect(p.addr, "blocked.test:443").await;
+    assert_eq!(status, 403);
+    let ca = get(p.addr, &format!("http://{}/hallpass-ca.crt", p.addr)).await;
+    assert_eq!(
+        ca.status, 404,
+        "no certificate to install when nothing is intercepted"
+    );
+}

@@ -66,10 +66,12 @@ pub(crate) async fn bind(b: ProxyBuilder) -> Result<Server, ProxyError> {
         })?;
         listeners.push((listener, local));
     }
+    // With interception off no CA is loaded at all, even one passed in: tunnels
+    // are spliced, and there is no certificate to serve.
     let ca = match (b.ca, settings.intercept) {
-        (Some(ca), _) => Some(ca),
+        (_, false) => None,
+        (Some(ca), true) => Some(ca),
         (None, true) => Some(Arc::new(CertificateAuthority::load(&settings.state_dir)?)),
-        (None, false) => None,
     };
     let leaves = ca.map(|ca| LeafCache::new(ca, settings.leaf_days, settings.leaf_cache_size));
     let upstream_tls = UpstreamTls::new(&settings.upstream_roots, settings.tls_handshake_timeout)?;

@@ -103,7 +103,13 @@ impl Shared {
             .iter()
             .filter(|a| a.port() == port)
             .any(|a| match host.ip() {
-                Some(ip) => a.ip() == ip || a.ip().is_unspecified() && ip.is_loopback(),
+                // A wildcard listener answers on every local address; an internal
+                // address on its port is this proxy (it is never dialled anyway).
+                Some(ip) => {
+                    a.ip() == ip
+                        || a.ip().is_unspecified()
+                            && (ip.is_loopback() || crate::upstream::special_range(ip).is_some())
+                }
                 None => self.settings.names.iter().any(|n| n == host.as_str()),
             })
     }
@@ -458,6 +464,24 @@ impl<F: Future> Future for CatchUnwind<F> {
             Ok(Poll::Ready(output)) => Poll::Ready(Ok(output)),
             Err(panic) => Poll::Ready(Err(filter::panic_message(&*panic))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panic_inside_a_request_becomes_an_error_value() {
+        let panicking = async {
+            if std::hint::black_box(true) {
+                panic!("decision exploded");
+            }
+            1
+        };
+        let result = CatchUnwind(Box::pin(panicking)).await;
+        assert_eq!(result, Err("decision exploded".to_string()));
+        assert_eq!(CatchUnwind(Box::pin(async { 2 })).await, Ok(2));
     }
 }
 
