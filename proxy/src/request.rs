@@ -467,6 +467,11 @@ impl<F: Future> Future for CatchUnwind<F> {
     }
 }
 
+/// The URL a CONNECT decides on.
+pub(crate) fn connect_url(host: &CanonicalHost, port: u16) -> CanonicalUrl {
+    CanonicalUrl::for_host(policy::url::Scheme::Https, host.clone(), port)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -483,9 +488,4 @@ mod tests {
         assert_eq!(result, Err("decision exploded".to_string()));
         assert_eq!(CatchUnwind(Box::pin(async { 2 })).await, Ok(2));
     }
-}
-
-/// The URL a CONNECT decides on.
-pub(crate) fn connect_url(host: &CanonicalHost, port: u16) -> CanonicalUrl {
-    CanonicalUrl::for_host(policy::url::Scheme::Https, host.clone(), port)
 }
