@@ -241,3 +241,32 @@ async fn safe_search_is_forced_for_the_band() {
     let yt = p.http.requests().pop().expect("youtube request");
     assert_eq!(yt.headers["youtube-restrict"], "Strict");
 }
+
+#[tokio::test]
+async fn keep_alive_reuses_one_upstream_connection() {
+    let p = harness::start().await;
+    let stream = tokio::net::TcpStream::connect(p.addr)
+        .await
+        .expect("connect");
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .expect("handshake");
+    tokio::spawn(conn);
+    for i in 0..20 {
+        let req = Request::get(p.http_url("allowed.test", &format!("/n{i}")))
+            .body(Full::new(Bytes::new()))
+            .expect("request");
+        let response = sender.send_request(req).await.expect("response");
+        assert_eq!(response.status(), 200);
+        http_body_util::BodyExt::collect(response.into_body())
+            .await
+            .expect("body");
+    }
+    assert_eq!(p.http.requests().len(), 20);
+    assert_eq!(
+        p.http.connections(),
+        1,
+        "one upstream connection for the whole client connection"
+    );
+}

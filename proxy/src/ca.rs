@@ -518,6 +518,28 @@ mod tests {
         assert!(verify(&ca, &foreign, "www.example.test").is_err());
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_handshakes_for_a_new_name_share_one_mint() {
+        let ca = Arc::new(CertificateAuthority::generate("Test").expect("ca"));
+        let cache = Arc::new(LeafCache::new(ca, 7, 100));
+        let host = CanonicalHost::from_ipv4([127, 0, 0, 9].into());
+        let tasks: Vec<_> = (0..16)
+            .map(|_| {
+                let cache = cache.clone();
+                let host = host.clone();
+                tokio::spawn(async move { cache.get(&host).await.expect("leaf") })
+            })
+            .collect();
+        let mut leaves = Vec::new();
+        for task in tasks {
+            leaves.push(task.await.expect("task"));
+        }
+        assert!(
+            leaves.iter().all(|l| Arc::ptr_eq(l, &leaves[0])),
+            "one leaf for all"
+        );
+    }
+
     #[tokio::test]
     async fn leaves_are_cached_bounded_and_distinct() {
         let ca = Arc::new(CertificateAuthority::generate("Test").expect("ca"));
