@@ -189,3 +189,23 @@ async fn every_pipelined_request_is_decided() {
     assert!(text.contains("HTTP/1.1 403"), "{text}");
     assert_eq!(p.http.requests().len(), 1);
 }
+
+#[tokio::test]
+async fn a_refused_connect_leaves_the_connection_guarded() {
+    let p = harness::start().await;
+    let url = p.http_url("allowed.test", "/");
+    // Port 22 is not allowed: 403. The bytes after it are HTTP again, and an
+    // ambiguous request among them is refused like any other.
+    let request = format!(
+        "CONNECT allowed.test:22 HTTP/1.1\r\nHost: allowed.test:22\r\n\r\n\
+         POST {url} HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+    );
+    let text = raw(p.addr, request.as_bytes()).await;
+    assert_eq!(first_status(&text), 403, "{text}");
+    assert!(text.contains("HTTP/1.1 400"), "{text}");
+    assert!(
+        text.contains("content-length and transfer-encoding"),
+        "{text}"
+    );
+    assert_eq!(p.http.connections(), 0);
+}

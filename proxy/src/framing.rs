@@ -662,15 +662,17 @@ impl<T> FramingGuard<T> {
                 }
                 self.output.extend_from_slice(&rest[..end]);
                 self.released += 1;
-                self.state = match info.body {
-                    _ if info.connect => State::Passthrough,
-                    _ if info.upgrade && self.gate.is_some() => {
-                        if let Some(gate) = &self.gate {
-                            gate.pause(self.released);
-                        }
+                self.state = match (&self.gate, info.body) {
+                    // After CONNECT or an upgrade request the bytes are a tunnel's
+                    // only if the handler says it opened one; a refused CONNECT
+                    // leaves an HTTP connection that must stay guarded.
+                    (Some(gate), _) if info.connect || info.upgrade => {
+                        gate.pause(self.released);
                         State::AwaitingUpgrade
                     }
-                    BodyFraming::Length(n) if n > 0 => State::Body(n),
+                    // Without a gate nobody can say: nothing more is read.
+                    (None, _) if info.connect => State::Refused,
+                    (_, BodyFraming::Length(n)) if n > 0 => State::Body(n),
                     _ => State::Head,
                 };
                 Step::Consumed(end)
@@ -1095,11 +1097,36 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn guard_passes_tunnel_bytes_after_connect() {
-        let input =
-            b"CONNECT a.test:443 HTTP/1.1\r\nHost: a.test:443\r\n\r\n\x16\x03\x01\x00\x05hello";
-        let (out, err) = through_guard(input).await;
-        assert_eq!((out.as_slice(), err), (&input[..], None));
+    async fn guard_passes_tunnel_bytes_after_an_accepted_connect_only() {
+        let head: &[u8] = b"CONNECT a.test:443 HTTP/1.1\r\nHost: a.test:443\r\n\r\n";
+        let tls: &[u8] = b"\x16\x03\x01\x00\x05hello";
+        let input = [head, tls].concat();
+        // Without a gate, nothing after a CONNECT is released.
+        let (out, err) = through_guard(&input).await;
+        assert_eq!((out.as_slice(), err), (head, None));
+        // With one, the bytes pass once the handler reports the tunnel open ...
+        let gate = Arc::new(UpgradeGate::default());
+        let mut guard =
+            FramingGuard::new(&input[..], Limits::default()).with_upgrade_gate(gate.clone());
+        let mut buf = vec![0u8; 4096];
+        let n = guard.read(&mut buf).await.expect("head");
+        assert_eq!(&buf[..n], head);
+        gate.settle(1, true);
+        let n = guard.read(&mut buf).await.expect("tunnel bytes");
+        assert_eq!(&buf[..n], tls);
+        // ... and are parsed as HTTP (here: refused) when it was not.
+        let smuggled = [head, b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n"].concat();
+        let gate = Arc::new(UpgradeGate::default());
+        let mut guard =
+            FramingGuard::new(&smuggled[..], Limits::default()).with_upgrade_gate(gate.clone());
+        let _ = guard.read(&mut buf).await.expect("head");
+        gate.settle(1, false);
+        let n = guard.read(&mut buf).await.expect("refusal");
+        assert!(
+            buf[..n].starts_with(b"GET /hallpass-rejected"),
+            "{:?}",
+            String::from_utf8_lossy(&buf[..n])
+        );
     }
 
     #[tokio::test]

@@ -295,7 +295,9 @@ pub(crate) fn handle_plain(
         };
         // Whatever happened, the framing guard learns whether this request
         // switched protocols, so it never waits forever.
-        conn.gate.settle(number, response.status() == StatusCode::SWITCHING_PROTOCOLS);
+        let switched = response.status() == StatusCode::SWITCHING_PROTOCOLS
+            || method == "CONNECT" && response.status().is_success();
+        conn.gate.settle(number, switched);
         log_access(&span_in, &conn, &method, &access, response.status());
         Ok(response)
     }
