@@ -136,7 +136,7 @@ fn decide(
     let _ = shared;
     filter::decide(snap, group, url).map_err(|e| {
         tracing::error!(error = %e, "decision failed: blocking");
-        "the web filter had a problem checking this page, so it was blocked to be safe"
+        crate::request::FAIL_CLOSED_REASON
     })
 }
 

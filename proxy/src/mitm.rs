@@ -494,25 +494,44 @@ async fn handle_tunneled(
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
     let method = req.method().to_string();
-    let span = tracing::info_span!("request", method = %method, host = %ctx.tunnel.host, group = %ctx.identity.group, verdict = tracing::field::Empty);
+    let span = tracing::info_span!(
+        "request",
+        method = %method,
+        host = %ctx.tunnel.host,
+        group = %ctx.identity.group,
+        band = tracing::field::Empty,
+        verdict = tracing::field::Empty,
+    );
     let span_in = span.clone();
     async move {
         let number = ctx.requests.fetch_add(1, Ordering::Relaxed) + 1;
-        let mut access = Access { who: ctx.identity.who.clone(), group: Some(ctx.identity.group.clone()), ..Access::default() };
+        let mut access = Access {
+            who: ctx.identity.who.clone(),
+            group: Some(ctx.identity.group.clone()),
+            ..Access::default()
+        };
         let routed = CatchUnwind(Box::pin(route_tunneled(&ctx, req, &mut access))).await;
         let response = routed.unwrap_or_else(|message| {
             tracing::error!(panic = %message, "request handling panicked: failing closed");
             access.verdict = "block";
-            ctx.shared.refuse(&ctx.conn, Some(&ctx.identity), None, Refusal {
-                kind: BlockKind::DecisionFailed,
-                page: PageKind::Blocked,
-                reason: "the web filter had a problem checking this page, so it was blocked to be safe",
-                url: access.url.clone().unwrap_or_default(),
-                method: &method,
-                verdict: None,
-            })
+            ctx.shared.refuse(
+                &ctx.conn,
+                Some(&ctx.identity),
+                None,
+                Refusal {
+                    kind: BlockKind::DecisionFailed,
+                    page: PageKind::Blocked,
+                    reason: crate::request::FAIL_CLOSED_REASON,
+                    url: access.url.clone().unwrap_or_default(),
+                    method: &method,
+                    verdict: None,
+                },
+            )
         });
-        ctx.gate.settle(number, response.status() == http::StatusCode::SWITCHING_PROTOCOLS);
+        ctx.gate.settle(
+            number,
+            response.status() == http::StatusCode::SWITCHING_PROTOCOLS,
+        );
         log_access(&span_in, &ctx.conn, &method, &access, response.status());
         Ok(response)
     }
@@ -556,6 +575,7 @@ async fn route_tunneled(
             },
         );
     };
+    tracing::Span::current().record("band", &*band.name);
     let refuse = |kind, reason: &str, url: String, verdict| {
         shared.refuse(
             &ctx.conn,
@@ -606,7 +626,7 @@ async fn route_tunneled(
             access.verdict = "block";
             return refuse(
                 BlockKind::DecisionFailed,
-                "the web filter had a problem checking this page, so it was blocked to be safe",
+                crate::request::FAIL_CLOSED_REASON,
                 url.redacted(),
                 None,
             );

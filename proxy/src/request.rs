@@ -36,6 +36,10 @@ use crate::target::{self, Target, TargetError};
 use crate::upstream::{Dialer, UpstreamTls};
 use crate::{Body, Settings, filter, forward};
 
+/// What the block page says when deciding failed and the proxy failed closed.
+pub(crate) const FAIL_CLOSED_REASON: &str =
+    "the web filter had a problem checking this page, so it was blocked to be safe";
+
 /// Everything the stages share, for the life of the server.
 pub(crate) struct Shared {
     pub settings: Settings,
@@ -270,12 +274,16 @@ pub(crate) fn handle_plain(
         method = %req.method(),
         host = tracing::field::Empty,
         group = tracing::field::Empty,
+        band = tracing::field::Empty,
         verdict = tracing::field::Empty,
     );
     let method = req.method().to_string();
     let span_in = span.clone();
     async move {
-        let number = conn.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        let number = conn
+            .requests
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1;
         let mut access = Access::default();
         let routed = CatchUnwind(Box::pin(route_plain(&shared, &conn, req, &mut access))).await;
         let response = match routed {
@@ -283,14 +291,19 @@ pub(crate) fn handle_plain(
             Err(message) => {
                 tracing::error!(panic = %message, "request handling panicked: failing closed");
                 access.verdict = "block";
-                shared.refuse(&conn, None, None, Refusal {
-                    kind: BlockKind::DecisionFailed,
-                    page: PageKind::Blocked,
-                    reason: "the web filter had a problem checking this page, so it was blocked to be safe",
-                    url: access.url.clone().unwrap_or_default(),
-                    method: &method,
-                    verdict: None,
-                })
+                shared.refuse(
+                    &conn,
+                    None,
+                    None,
+                    Refusal {
+                        kind: BlockKind::DecisionFailed,
+                        page: PageKind::Blocked,
+                        reason: crate::request::FAIL_CLOSED_REASON,
+                        url: access.url.clone().unwrap_or_default(),
+                        method: &method,
+                        verdict: None,
+                    },
+                )
             }
         };
         // Whatever happened, the framing guard learns whether this request
@@ -382,6 +395,7 @@ async fn route_plain(
             },
         );
     };
+    tracing::Span::current().record("band", &*band.name);
     match target {
         Target::Local { .. } => unreachable_local(),
         Target::Connect { host, port } => {
@@ -408,14 +422,19 @@ async fn route_plain(
                 Err(e) => {
                     tracing::error!(error = %e, "decision failed: blocking");
                     access.verdict = "block";
-                    return shared.refuse(conn, Some(&identity), Some(&band.name), Refusal {
-                        kind: BlockKind::DecisionFailed,
-                        page: PageKind::Blocked,
-                        reason: "the web filter had a problem checking this page, so it was blocked to be safe",
-                        url: url.redacted(),
-                        method: &method,
-                        verdict: None,
-                    });
+                    return shared.refuse(
+                        conn,
+                        Some(&identity),
+                        Some(&band.name),
+                        Refusal {
+                            kind: BlockKind::DecisionFailed,
+                            page: PageKind::Blocked,
+                            reason: crate::request::FAIL_CLOSED_REASON,
+                            url: url.redacted(),
+                            method: &method,
+                            verdict: None,
+                        },
+                    );
                 }
             };
             access.verdict = decision.verdict.action.as_str();
