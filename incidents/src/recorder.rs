@@ -71,6 +71,11 @@ impl Recorder {
         }
     }
 
+    /// Replaces the locked categories after a policy reload.
+    pub fn set_locked(&mut self, locked: crate::rules::LockedCategories) {
+        self.rules.set_locked(locked);
+    }
+
     /// Store failures so far (failed opens and failed batches).
     pub fn failures(&self) -> u64 {
         self.failures

@@ -295,6 +295,12 @@ impl RuleEngine {
         &self.rules
     }
 
+    /// Replaces the locked categories (after a policy reload); the counting
+    /// windows are kept.
+    pub fn set_locked(&mut self, locked: LockedCategories) {
+        self.locked = locked;
+    }
+
     /// Incidents one newly stored event opens: its own class, plus `inappropriate`
     /// when it completes a burst of repeats.
     pub fn on_event(&mut self, ev: &BlockEvent) -> Vec<NewIncident> {
