@@ -210,7 +210,7 @@ async fn accept_loop(listener: TcpListener, local: SocketAddr, shared: Arc<Share
         let id = shared.next_conn.fetch_add(1, Ordering::Relaxed);
         let span = tracing::info_span!("conn", id, peer = %peer, listener = %local);
         let active = shared.active.enter();
-        let conn = Arc::new(ConnInfo::new(peer));
+        let conn = Arc::new(ConnInfo::new(peer, stream.local_addr().unwrap_or(local)));
         let task_shared = shared.clone();
         tokio::spawn(
             async move {

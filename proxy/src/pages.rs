@@ -40,7 +40,7 @@ pub(crate) fn serve(
         .unwrap_or((path_and_query, ""));
     match path {
         CA_PATH => ca_certificate(shared),
-        "/" => page_response(StatusCode::OK, instructions(shared)),
+        "/" => page_response(StatusCode::OK, instructions(shared, conn)),
         "/review" => review(shared, conn, snap, parts, query),
         _ => plain_refusal(StatusCode::NOT_FOUND, "no such page on the web filter"),
     }
@@ -71,8 +71,8 @@ fn ca_certificate(shared: &Shared) -> Response<Body> {
     response
 }
 
-fn instructions(shared: &Shared) -> String {
-    let link = format!("http://{}{CA_PATH}", shared.own_authority());
+fn instructions(shared: &Shared, conn: &ConnInfo) -> String {
+    let link = format!("http://{}{CA_PATH}", shared.own_authority(conn));
     let link = escape(&link);
     format!(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>School web filter</title></head><body>\n\

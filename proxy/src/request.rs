@@ -60,6 +60,8 @@ pub(crate) struct Shared {
 /// One client connection.
 pub(crate) struct ConnInfo {
     pub peer: SocketAddr,
+    /// The proxy address the client connected to.
+    pub local: SocketAddr,
     /// The upstream connection of the last plain-HTTP request, kept for reuse by
     /// the next request to the same host on this client connection.
     pub plain_upstream: Mutex<Option<forward::PlainUpstream>>,
@@ -70,9 +72,10 @@ pub(crate) struct ConnInfo {
 }
 
 impl ConnInfo {
-    pub(crate) fn new(peer: SocketAddr) -> Self {
+    pub(crate) fn new(peer: SocketAddr, local: SocketAddr) -> Self {
         ConnInfo {
             peer,
+            local,
             plain_upstream: Mutex::new(None),
             gate: Arc::default(),
             requests: AtomicU64::new(0),
@@ -118,23 +121,23 @@ impl Shared {
             })
     }
 
-    /// `host:port` clients use to reach the proxy's own pages.
-    pub(crate) fn own_authority(&self) -> String {
-        let port = self.listen_addrs.first().map_or(3128, |a| a.port());
-        match (self.settings.names.first(), self.listen_addrs.first()) {
-            (Some(name), _) => format!("{name}:{port}"),
-            (None, Some(addr)) => addr.to_string(),
-            (None, None) => format!("127.0.0.1:{port}"),
+    /// `host:port` clients use to reach the proxy's own pages: the first
+    /// configured name, else the address this client connected to (right even
+    /// for a wildcard listener).
+    pub(crate) fn own_authority(&self, conn: &ConnInfo) -> String {
+        match self.settings.names.first() {
+            Some(name) => format!("{name}:{}", conn.local.port()),
+            None => conn.local.to_string(),
         }
     }
 
     /// The "ask for a review" link for a block.
-    pub(crate) fn review_link(&self, reference: &str, url: &str) -> String {
+    pub(crate) fn review_link(&self, conn: &ConnInfo, reference: &str, url: &str) -> String {
         match &self.settings.review_url {
             Some(template) => template
                 .replace("{ref}", reference)
                 .replace("{url}", &percent_encode(url)),
-            None => format!("http://{}/review?ref={reference}", self.own_authority()),
+            None => format!("http://{}/review?ref={reference}", self.own_authority(conn)),
         }
     }
 
@@ -180,7 +183,7 @@ impl Shared {
             });
             tracing::info!(reference = %reference, kind = r.kind.as_str(), "blocked");
         }
-        let review = self.review_link(&reference, &r.url);
+        let review = self.review_link(conn, &reference, &r.url);
         let page = BlockPage {
             kind: r.page,
             url: &r.url,

@@ -144,6 +144,8 @@ pub struct TestProxy {
     pub events: MemorySink,
     /// The config folder.
     pub dir: tempfile::TempDir,
+    /// The running proxy's snapshot handle (what SIGHUP swaps).
+    pub snapshots: Arc<ArcSwap<proxy::snapshot::Snapshot>>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), proxy::ProxyError>>>,
 }
@@ -175,6 +177,7 @@ pub async fn start_with(options: Options) -> TestProxy {
         .unwrap_or_else(|e| panic!("test config: {e}"));
     let settings = Settings::from_config(&snapshot.config, &snapshot.config_dir);
     let snapshots = Arc::new(ArcSwap::from_pointee(snapshot));
+    let handle = snapshots.clone();
     let school_ca = Arc::new(CertificateAuthority::generate("Test School").expect("school CA"));
     let school_ca_pem = school_ca.cert_pem().to_string();
     let events = MemorySink::default();
@@ -199,6 +202,7 @@ pub async fn start_with(options: Options) -> TestProxy {
         origin_ca_pem: origin_ca.cert_pem(),
         events,
         dir,
+        snapshots: handle,
         shutdown: Some(tx),
         task: Some(task),
     }
@@ -318,6 +322,15 @@ impl TestProxy {
     /// `name:port` of the HTTPS origin.
     pub fn https_authority(&self, name: &str) -> String {
         format!("{name}:{}", self.https.addr.port())
+    }
+
+    /// Rewrites the policy file and swaps in a new snapshot, as a reload does.
+    pub fn reload_policy(&self, policy: &str) {
+        std::fs::write(self.dir.path().join("policy.toml"), policy).expect("policy");
+        let generation = self.snapshots.load().generation + 1;
+        let snapshot = proxy::snapshot::load(&self.dir.path().join("hallpass.toml"), generation)
+            .unwrap_or_else(|e| panic!("reloaded policy: {e}"));
+        self.snapshots.store(Arc::new(snapshot));
     }
 
     /// The config folder.
