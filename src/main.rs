@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 mod ca;
 mod check;
 mod explain;
+mod incidents_cmd;
 mod lists;
 mod run;
 mod users;
@@ -45,6 +46,10 @@ enum Command {
     Explain(explain::Args),
     /// Add, change, disable, enable, remove and list the proxy's accounts.
     Users(users::Args),
+    /// Incidents: list, show, review, close, reopen, sign off, export, evidence, report, delete.
+    Incidents(incidents_cmd::Args),
+    /// The raw block log (--since 7d --who --category), or --prune for retention.
+    Events(incidents_cmd::EventsArgs),
     /// Show the loaded lists, or import a third-party list tree.
     Lists(lists::Args),
 }
@@ -57,6 +62,8 @@ fn main() -> ExitCode {
         Command::Check(args) => check::run(&cli.config, args),
         Command::Explain(args) => explain::run(&cli.config, args),
         Command::Users(args) => users::run(&cli.config, args),
+        Command::Incidents(args) => incidents_cmd::run(&cli.config, args),
+        Command::Events(args) => incidents_cmd::run_events(&cli.config, args),
         Command::Lists(args) => lists::run(&cli.config, args),
     };
     match result {

@@ -3,9 +3,11 @@
 //! Each proxy test starts the proxy in-process on `127.0.0.1:0` with local
 //! origins on 127.0.0.2/3 and a stub resolver (see `harness`). Every refusal
 //! asserts that the origin saw no connection.
+mod cli;
 mod harness;
 mod proxy_http;
 mod proxy_https;
 mod proxy_hygiene;
 mod proxy_lifecycle;
 mod proxy_upgrade;
+mod users;
