@@ -215,9 +215,12 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
 fn settings(config: &Path, common: &Common) -> anyhow::Result<(Settings, PathBuf)> {
     let snap = proxy::snapshot::load(config, 1)?;
     let state_dir = snap.resolve(&snap.config.state_dir);
-    // `[incidents]` is read by the config once it carries the table; until then
-    // the defaults apply (SQLite in the state directory).
-    let mut settings = Settings::default();
+    let mut settings: Settings = snap
+        .config
+        .incidents
+        .clone()
+        .try_into()
+        .map_err(|e| anyhow::anyhow!("{}: [incidents]: {e}", snap.config.file))?;
     if let Some(store) = &common.store {
         settings.store = store.clone();
     }

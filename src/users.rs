@@ -88,8 +88,12 @@ impl PasswordSource {
 pub fn run(config: &Path, args: Args) -> anyhow::Result<ExitCode> {
     let snap = proxy::snapshot::load(config, 1)?;
     let path = accounts::file_path(&snap.resolve(&snap.config.state_dir));
-    // The `[accounts]` section of hallpass.toml once the config carries it.
-    let settings = Settings::default();
+    let settings: Settings = snap
+        .config
+        .accounts
+        .clone()
+        .try_into()
+        .map_err(|e| anyhow::anyhow!("{}: [accounts]: {e}", snap.config.file))?;
     let groups: Vec<&str> = snap.policy.groups().iter().map(|g| &*g.name).collect();
     let outcome = match args.command {
         UsersCommand::Add {

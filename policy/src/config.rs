@@ -30,6 +30,11 @@ pub struct Config {
     pub lists: BTreeMap<String, ListSource>,
     /// The proxy listener's settings.
     pub proxy: ProxySection,
+    /// `[accounts]`, kept as a table: the accounts crate reads it (with its own
+    /// unknown-key checks), since this crate does no I/O and cannot depend on it.
+    pub accounts: toml::Table,
+    /// `[incidents]`, kept as a table for the incidents crate, likewise.
+    pub incidents: toml::Table,
 }
 
 /// The format of a list source.
@@ -300,6 +305,10 @@ struct RawConfig {
     lists: BTreeMap<String, toml::Spanned<RawListSource>>,
     #[serde(default)]
     proxy: ProxySection,
+    #[serde(default)]
+    accounts: toml::Table,
+    #[serde(default)]
+    incidents: toml::Table,
 }
 
 #[derive(Deserialize)]
@@ -351,6 +360,8 @@ impl Config {
             state_dir: raw.state_dir,
             lists,
             proxy: raw.proxy,
+            accounts: raw.accounts,
+            incidents: raw.incidents,
         })
     }
 }
