@@ -270,3 +270,31 @@ async fn keep_alive_reuses_one_upstream_connection() {
         "one upstream connection for the whole client connection"
     );
 }
+
+#[tokio::test]
+async fn by_default_block_events_are_appended_to_the_state_directory() {
+    let p = harness::start_with(harness::Options {
+        events_to_file: true,
+        ..Default::default()
+    })
+    .await;
+    let reply = get(p.addr, &p.http_url("blocked.test", "/?token=abc")).await;
+    assert_eq!(reply.status, 403);
+    let file = p.path().join("state/events.jsonl");
+    let mut text = String::new();
+    for _ in 0..200 {
+        text = std::fs::read_to_string(&file).unwrap_or_default();
+        if !text.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let event: policy::event::BlockEvent =
+        serde_json::from_str(text.lines().next().expect("one line")).expect("json");
+    assert!(reply.body.contains(&event.reference));
+    assert!(
+        !event.url.contains("abc"),
+        "secrets are redacted: {}",
+        event.url
+    );
+}

@@ -129,10 +129,13 @@ impl Settings {
         let p = &config.proxy;
         Settings {
             listen: p.listen.clone(),
+            // Canonical, so they compare with canonical request hosts; a name
+            // the canonicaliser refuses could never match a request anyway.
             names: p
                 .names
                 .iter()
-                .map(|n| n.trim_end_matches('.').to_ascii_lowercase())
+                .filter_map(|n| policy::host::canonicalize(n).ok())
+                .map(|h| h.as_str().to_string())
                 .collect(),
             allowed_ports: p.allowed_ports.clone(),
             max_connections_per_ip: p.max_connections_per_ip.max(1),

@@ -114,6 +114,9 @@ pub struct Options {
     pub proxy_toml: String,
     /// The policy file, when not [`POLICY`].
     pub policy: Option<String>,
+    /// Use the proxy's default event sink (`events.jsonl` in the state
+    /// directory) instead of collecting events in memory.
+    pub events_to_file: bool,
 }
 
 impl Options {
@@ -121,7 +124,7 @@ impl Options {
     pub fn proxy(lines: &str) -> Options {
         Options {
             proxy_toml: lines.to_string(),
-            policy: None,
+            ..Options::default()
         }
     }
 }
@@ -181,13 +184,13 @@ pub async fn start_with(options: Options) -> TestProxy {
     let school_ca = Arc::new(CertificateAuthority::generate("Test School").expect("school CA"));
     let school_ca_pem = school_ca.cert_pem().to_string();
     let events = MemorySink::default();
-    let server = ProxyBuilder::new(settings, snapshots)
+    let mut builder = ProxyBuilder::new(settings, snapshots)
         .resolver(Arc::new(StubResolver::new()))
-        .ca(school_ca)
-        .event_sink(Box::new(events.clone()))
-        .bind()
-        .await
-        .expect("proxy binds");
+        .ca(school_ca);
+    if !options.events_to_file {
+        builder = builder.event_sink(Box::new(events.clone()));
+    }
+    let server = builder.bind().await.expect("proxy binds");
     let addr = server.local_addrs()[0];
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(server.run(async move {
