@@ -41,19 +41,65 @@ pub fn run(config: &Path, args: Args) -> anyhow::Result<ExitCode> {
             snap.policy.school().unwrap_or("hallpass"),
         )?;
     }
+    let sink = incident_sink(&snap, &settings.state_dir)?;
     let snapshots = Arc::new(ArcSwap::from_pointee(snap));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(serve(config, settings, snapshots))
+    runtime.block_on(serve(config, settings, snapshots, sink))
+}
+
+/// Block events go to the incident store (SQLite in the state directory, or
+/// PostgreSQL), where the incident rules read them. The proxy's event writer
+/// spools to disk whenever the store fails, so nothing is lost while it is down.
+struct IncidentSink(incidents::Recorder);
+
+impl proxy::events::EventSink for IncidentSink {
+    fn write_batch(
+        &mut self,
+        events: &[policy::event::BlockEvent],
+    ) -> Result<(), proxy::events::EventSinkError> {
+        self.0
+            .record(events, &[])
+            .map(drop)
+            .map_err(|e| proxy::events::EventSinkError::Store(e.to_string()))
+    }
+}
+
+fn incident_sink(snap: &Snapshot, state_dir: &Path) -> anyhow::Result<IncidentSink> {
+    let settings: incidents::Settings = snap
+        .config
+        .incidents
+        .clone()
+        .try_into()
+        .map_err(|e| anyhow::anyhow!("{}: [incidents]: {e}", snap.config.file))?;
+    settings.validate()?;
+    let location = settings.location(state_dir)?;
+    let locked = incidents::LockedCategories(
+        snap.policy
+            .baseline()
+            .iter()
+            .map(|c| c.name.to_string())
+            .collect(),
+    );
+    let rules = incidents::RuleEngine::new(settings.rules.clone(), locked);
+    let recorder = incidents::Recorder::new(
+        move || incidents::Store::open(&location),
+        rules,
+        Arc::new(incidents::SystemClock),
+        settings.retry_every,
+    );
+    Ok(IncidentSink(recorder))
 }
 
 async fn serve(
     config: &Path,
     settings: Settings,
     snapshots: Arc<ArcSwap<Snapshot>>,
+    sink: IncidentSink,
 ) -> anyhow::Result<ExitCode> {
     let server = ProxyBuilder::new(settings, snapshots.clone())
+        .event_sink(Box::new(sink))
         .bind()
         .await?;
     for addr in server.local_addrs() {
