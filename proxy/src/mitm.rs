@@ -712,7 +712,8 @@ struct Pool {
     shared: Arc<Shared>,
     host: CanonicalHost,
     addr: Option<SocketAddr>,
-    h2: Option<http2::SendRequest<Body>>,
+    /// The h2 connection, replaced when the origin closes it (GOAWAY after idle).
+    h2: Option<Mutex<http2::SendRequest<Body>>>,
     h1: Mutex<Vec<http1::SendRequest<Body>>>,
     /// Whether upstream connections speak TLS (false for plain HTTP in a tunnel).
     tls: bool,
@@ -739,7 +740,9 @@ impl Pool {
             tls,
         };
         if h2 {
-            pool.h2 = Some(forward::handshake_http2(shared, host, stream).await?);
+            pool.h2 = Some(Mutex::new(
+                forward::handshake_http2(shared, host, stream).await?,
+            ));
         } else {
             let sender = forward::handshake_http1(shared, host, stream).await?;
             pool.h1
@@ -760,7 +763,16 @@ impl Pool {
             message: e.to_string(),
         };
         if let Some(h2) = &self.h2 {
-            let mut sender = h2.clone();
+            let current = h2.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            let mut sender = if current.is_closed() {
+                // The origin closed the connection while the tunnel stayed open:
+                // a fresh one to the same checked address.
+                let fresh = self.dial_h2().await?;
+                *h2.lock().unwrap_or_else(|p| p.into_inner()) = fresh.clone();
+                fresh
+            } else {
+                current
+            };
             sender.ready().await.map_err(failed)?;
             return sender.send_request(request).await.map_err(failed);
         }
@@ -793,21 +805,36 @@ impl Pool {
         Some(idle.swap_remove(at))
     }
 
-    /// Another HTTP/1.1 connection to the same checked address (never re-resolved).
-    async fn dial_h1(&self) -> Result<http1::SendRequest<Body>, UpstreamError> {
+    /// A new h2 connection to the same checked address (never re-resolved).
+    async fn dial_h2(&self) -> Result<http2::SendRequest<Body>, UpstreamError> {
+        let stream = self.dial_again().await?;
+        let tls = self
+            .shared
+            .upstream_tls
+            .connect(&self.host, stream, true)
+            .await?;
+        forward::handshake_http2(&self.shared, &self.host, tls).await
+    }
+
+    /// A TCP connection to the address checked when the tunnel opened.
+    async fn dial_again(&self) -> Result<TcpStream, UpstreamError> {
         let addr = self.addr.ok_or_else(|| UpstreamError::Exchange {
             host: self.host.to_string(),
             message: "no upstream address".into(),
         })?;
-        let stream =
-            self.shared
-                .dialer
-                .dial_addr(addr)
-                .await
-                .map_err(|source| UpstreamError::Connect {
-                    host: self.host.to_string(),
-                    source,
-                })?;
+        self.shared
+            .dialer
+            .dial_addr(addr)
+            .await
+            .map_err(|source| UpstreamError::Connect {
+                host: self.host.to_string(),
+                source,
+            })
+    }
+
+    /// Another HTTP/1.1 connection to the same checked address (never re-resolved).
+    async fn dial_h1(&self) -> Result<http1::SendRequest<Body>, UpstreamError> {
+        let stream = self.dial_again().await?;
         if !self.tls {
             return forward::handshake_http1(&self.shared, &self.host, stream).await;
         }

@@ -2,7 +2,8 @@
 //!
 //! Each answers `200` with `origin <METHOD> <path?query>` as the body, plus an
 //! `Alt-Svc` header and a hop-by-hop header (both must be stripped by the proxy).
-//! `/slow?ms=N` waits N milliseconds before answering (for shutdown tests).
+//! `/slow?ms=N` waits N milliseconds before answering (for shutdown tests);
+//! `/bye` closes the connection after answering (HTTP/1.1).
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -139,7 +140,10 @@ async fn answer(
     ))));
     let h = response.headers_mut();
     h.insert("alt-svc", "h3=\":443\"; ma=86400".parse().expect("header"));
-    if parts.version != Version::HTTP_2 {
+    if parts.version != Version::HTTP_2 && path == "/bye" {
+        // The origin closes the connection after this answer.
+        h.insert("connection", "close".parse().expect("header"));
+    } else if parts.version != Version::HTTP_2 {
         h.insert("connection", "x-hop".parse().expect("header"));
         h.insert("x-hop", "1".parse().expect("header"));
     }
