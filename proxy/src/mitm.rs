@@ -380,8 +380,10 @@ async fn serve_static<I>(
         async move {
             let response = violation_response(&req).unwrap_or_else(|| page.response());
             let access = Access {
+                who: page.who.clone(),
+                group: page.group.clone(),
+                url: Some(page.url.clone()),
                 verdict: "block",
-                ..Access::default()
             };
             log_access(
                 &tracing::Span::current(),

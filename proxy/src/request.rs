@@ -196,6 +196,9 @@ impl Shared {
         ServedPage {
             status: page.status(),
             html: page.render().into(),
+            who: identity.and_then(|i| i.who.clone()),
+            group: identity.map(|i| i.group.clone()),
+            url: r.url.clone(),
         }
     }
 }
@@ -205,6 +208,10 @@ impl Shared {
 pub(crate) struct ServedPage {
     pub status: StatusCode,
     pub html: bytes::Bytes,
+    /// For the access log of each request it is served to.
+    pub who: Option<Arc<str>>,
+    pub group: Option<Arc<str>>,
+    pub url: String,
 }
 
 impl ServedPage {
