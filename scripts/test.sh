@@ -15,3 +15,7 @@ if [ ! -f ../shared/data/ut1/PROVENANCE.md ]; then
 fi
 
 cargo test --workspace --locked
+
+# The fuzz targets are their own workspace (libFuzzer harnesses behind
+# cfg(fuzzing)); on stable they replay their seed corpus as plain tests.
+cargo test --manifest-path fuzz/Cargo.toml --locked
