@@ -8,7 +8,8 @@ use serde_json::json;
 /// Arguments of `hallpass explain`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// Who is browsing: a group name (e.g. `year5`).
+    /// Who is browsing: an account name (e.g. `j.smith`, decided for its group)
+    /// or a group name (e.g. `year5`).
     #[arg(long = "as", value_name = "WHO")]
     who: String,
     /// The URL to decide (`http://` or `https://`).
@@ -28,13 +29,34 @@ pub fn run(config: &Path, args: Args) -> anyhow::Result<ExitCode> {
     };
     let snap = proxy::snapshot::load(config, 1)?;
     let policy = &snap.policy;
-    let Some(group) = policy.group_id(&args.who) else {
+    // An account means its group: the same lookup the proxy does at login. A
+    // shared login is named after its group, so both readings agree.
+    let accounts_file = accounts::file_path(&snap.config_dir.join(&snap.config.state_dir));
+    let account_group = match accounts::Accounts::load_or_new(&accounts_file) {
+        Ok(list) => list
+            .get(&args.who.to_ascii_lowercase())
+            .map(|a| a.group().to_string()),
+        Err(e) => {
+            eprintln!("hallpass: accounts not read ({e}): `--as` is taken as a group name");
+            None
+        }
+    };
+    let group_name = account_group.as_deref().unwrap_or(&args.who);
+    let Some(group) = policy.group_id(group_name) else {
         let known: Vec<&str> = policy.groups().iter().map(|g| &*g.name).collect();
-        eprintln!(
-            "hallpass: unknown user or group `{}`: known groups are {}",
-            args.who,
-            known.join(", ")
-        );
+        match &account_group {
+            Some(g) => eprintln!(
+                "hallpass: account `{}` is in group `{g}`, which the policy does not have \
+                 (the proxy refuses its logins): known groups are {}",
+                args.who,
+                known.join(", ")
+            ),
+            None => eprintln!(
+                "hallpass: unknown user or group `{}`: known groups are {}",
+                args.who,
+                known.join(", ")
+            ),
+        }
         return Ok(ExitCode::from(2));
     };
     let e = policy.explain(group, &url, &snap.lists);

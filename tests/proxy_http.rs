@@ -8,11 +8,17 @@ use crate::harness::{self, get, send};
 
 #[tokio::test]
 async fn allowed_http_reaches_the_origin_rebuilt() {
-    let p = harness::start().await;
+    // A real login, so the request is allowed and the stripped
+    // Proxy-Authorization can be checked at the origin.
+    let p = harness::start_with(harness::Options {
+        accounts: Some(harness::TestAccounts::new(&[("year4", "year4", "pass")])),
+        ..harness::Options::default()
+    })
+    .await;
     let url = p.http_url("allowed.test", "/a/b?c=d");
     let req = Request::get(&url)
         .header("host", format!("allowed.test:{}", p.http.addr.port()))
-        .header("proxy-authorization", "Basic dXNlcjpwYXNz")
+        .header("proxy-authorization", "Basic eWVhcjQ6cGFzcw==") // year4:pass
         .header("proxy-connection", "keep-alive")
         .header("connection", "keep-alive, x-private")
         .header("x-private", "secret")

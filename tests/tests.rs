@@ -5,6 +5,7 @@
 //! asserts that the origin saw no connection.
 mod cli;
 mod harness;
+mod proxy_auth;
 mod proxy_http;
 mod proxy_https;
 mod proxy_hygiene;

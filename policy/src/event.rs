@@ -31,6 +31,11 @@ pub enum BlockKind {
     DecisionFailed,
     /// A pupil asked for a review of a block from the block page.
     ReviewRequest,
+    /// Proxy logins from this address or for this account kept failing (the
+    /// verifier's back-off threshold was reached or doubled). Nothing was
+    /// forwarded; `who` is set only when the name tried is an existing account,
+    /// so a password typed into the name field is never recorded.
+    AuthFailure,
 }
 
 impl BlockKind {
@@ -43,6 +48,7 @@ impl BlockKind {
             BlockKind::Destination => "destination",
             BlockKind::DecisionFailed => "decision-failed",
             BlockKind::ReviewRequest => "review-request",
+            BlockKind::AuthFailure => "auth-failure",
         }
     }
 }

@@ -993,6 +993,12 @@ impl Policy {
         &self.bands[self.group_band[usize::from(id.0)]].band
     }
 
+    /// Whether any `[[subnets]]` entry maps client addresses to a group (without
+    /// one, every client must log in).
+    pub fn has_subnets(&self) -> bool {
+        !self.subnets.is_empty()
+    }
+
     /// The group a client address maps to through `[[subnets]]`, if any
     /// (most specific CIDR wins). Used only where no login identifies the person.
     pub fn group_for_ip(&self, ip: IpAddr) -> Option<GroupId> {

@@ -195,6 +195,9 @@ pub enum ProxyError {
     /// The event sink could not be opened.
     #[error(transparent)]
     Events(#[from] events::EventSinkError),
+    /// The `[accounts]` settings or the accounts file could not be used.
+    #[error("accounts: {0}")]
+    Accounts(String),
     /// The event writer thread could not start.
     #[error("cannot start the event writer: {0}")]
     EventWriter(std::io::Error),
@@ -207,7 +210,8 @@ impl ProxyError {
             ProxyError::Bind { .. }
             | ProxyError::Ca(_)
             | ProxyError::Roots(_)
-            | ProxyError::Events(_) => Fault::Config,
+            | ProxyError::Events(_)
+            | ProxyError::Accounts(_) => Fault::Config,
             ProxyError::EventWriter(_) => Fault::Internal,
         }
     }
@@ -223,7 +227,13 @@ pub struct ProxyBuilder {
     ca: Option<Arc<CertificateAuthority>>,
     sink: Option<Box<dyn EventSink>>,
     extra_own_addrs: Vec<SocketAddr>,
+    verifier: Option<(Arc<accounts::Verifier>, usize)>,
+    accounts_poll: Duration,
 }
+
+/// How often the accounts file's stamp is checked by default: a `hallpass
+/// users` change reaches the running proxy within this (a stat call each time).
+pub const DEFAULT_ACCOUNTS_POLL: Duration = Duration::from_secs(2);
 
 impl ProxyBuilder {
     /// Starts a builder.
@@ -235,6 +245,8 @@ impl ProxyBuilder {
             ca: None,
             sink: None,
             extra_own_addrs: Vec::new(),
+            verifier: None,
+            accounts_poll: DEFAULT_ACCOUNTS_POLL,
         }
     }
 
@@ -260,6 +272,25 @@ impl ProxyBuilder {
     /// dialled as destinations.
     pub fn own_addresses(mut self, addrs: impl IntoIterator<Item = SocketAddr>) -> Self {
         self.extra_own_addrs.extend(addrs);
+        self
+    }
+
+    /// Checks proxy logins with this verifier, at most `max_concurrent_hashes`
+    /// argon2 runs at once, instead of one built from `[accounts]` and
+    /// `<state_dir>/accounts.toml`. The accounts file is still polled for changes.
+    pub fn verifier(
+        mut self,
+        verifier: Arc<accounts::Verifier>,
+        max_concurrent_hashes: usize,
+    ) -> Self {
+        self.verifier = Some((verifier, max_concurrent_hashes));
+        self
+    }
+
+    /// How often the accounts file is checked for changes (default
+    /// [`DEFAULT_ACCOUNTS_POLL`]).
+    pub fn accounts_poll(mut self, every: Duration) -> Self {
+        self.accounts_poll = every.max(Duration::from_millis(10));
         self
     }
 

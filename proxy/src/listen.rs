@@ -48,6 +48,7 @@ pub struct Server {
     shared: Arc<Shared>,
     phase: watch::Sender<Phase>,
     writer: EventWriter,
+    accounts_poll: Duration,
 }
 
 pub(crate) async fn bind(b: ProxyBuilder) -> Result<Server, ProxyError> {
@@ -97,6 +98,11 @@ pub(crate) async fn bind(b: ProxyBuilder) -> Result<Server, ProxyError> {
         destinations: Arc::new(destinations),
         connect_timeout: settings.connect_timeout,
     };
+    let (verifier, max_concurrent_hashes) = match b.verifier {
+        Some(given) => given,
+        None => default_verifier(&b.snapshots, &settings)?,
+    };
+    let accounts_poll = b.accounts_poll;
     let (phase, phase_rx) = watch::channel(Phase::Running);
     let shared = Arc::new(Shared {
         connections: Arc::new(Semaphore::new(settings.max_connections as usize)),
@@ -112,13 +118,38 @@ pub(crate) async fn bind(b: ProxyBuilder) -> Result<Server, ProxyError> {
         active: Arc::new(Active::default()),
         phase: phase_rx,
         next_conn: AtomicU64::new(1),
+        auth: crate::auth::Authenticator::new(verifier, max_concurrent_hashes),
     });
     Ok(Server {
         listeners,
         shared,
         phase,
         writer,
+        accounts_poll,
     })
+}
+
+/// The verifier when the builder was given none: `[accounts]` of the config and
+/// `<state_dir>/accounts.toml` (no file yet means no accounts; the file is picked
+/// up once `hallpass users add` writes it).
+fn default_verifier(
+    snapshots: &arc_swap::ArcSwap<crate::snapshot::Snapshot>,
+    settings: &crate::Settings,
+) -> Result<(Arc<accounts::Verifier>, usize), ProxyError> {
+    let snap = snapshots.load();
+    let account_settings: accounts::Settings = snap
+        .config
+        .accounts
+        .clone()
+        .try_into()
+        .map_err(|e| ProxyError::Accounts(format!("{}: [accounts]: {e}", snap.config.file)))?;
+    let path = accounts::file_path(&settings.state_dir);
+    let list =
+        accounts::Accounts::load_or_new(&path).map_err(|e| ProxyError::Accounts(e.to_string()))?;
+    let verifier =
+        accounts::Verifier::new(list, &account_settings, Arc::new(accounts::SystemClock))
+            .map_err(|e| ProxyError::Accounts(e.to_string()))?;
+    Ok((Arc::new(verifier), account_settings.max_concurrent_hashes))
 }
 
 impl Server {
@@ -139,7 +170,13 @@ impl Server {
             shared,
             phase,
             writer,
+            accounts_poll,
         } = self;
+        let poll = tokio::spawn(crate::auth::poll_accounts(
+            shared.auth.verifier().clone(),
+            accounts::file_path(&shared.settings.state_dir),
+            accounts_poll,
+        ));
         for (listener, local) in listeners {
             let shared = shared.clone();
             tokio::spawn(accept_loop(listener, local, shared));
@@ -163,6 +200,7 @@ impl Server {
             );
         }
         let _ = phase.send(Phase::Stopped);
+        poll.abort();
         // Closing is prompt (every task selects on the phase); bound the wait anyway.
         let _ = tokio::time::timeout(Duration::from_secs(2), shared.active.idle()).await;
         drop(shared);

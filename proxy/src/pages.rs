@@ -13,10 +13,10 @@ use http::request::Parts;
 use http::{HeaderValue, Method, Response, StatusCode, header};
 use policy::event::BlockKind;
 
+use crate::Body;
 use crate::block::{PageKind, escape, page_response};
 use crate::request::{ConnInfo, Refusal, Shared, plain_refusal};
 use crate::snapshot::Snapshot;
-use crate::{Body, auth};
 
 /// The path the CA certificate is served at.
 pub const CA_PATH: &str = "/hallpass-ca.crt";
@@ -111,7 +111,10 @@ fn review(
             "a review request needs the block's reference (ref=...)",
         );
     }
-    let identity = auth::identify(&snap.policy, conn.peer.ip(), &parts.headers).ok();
+    let identity =
+        shared
+            .auth
+            .identify_quietly(&snap.policy, conn.peer.ip(), &parts.headers, &conn.login);
     let band = identity
         .as_ref()
         .and_then(|i| i.resolve(&snap.policy))

@@ -55,6 +55,8 @@ pub(crate) struct Shared {
     pub connections: Arc<Semaphore>,
     pub per_ip: PerIpLimit,
     pub listen_addrs: Vec<SocketAddr>,
+    /// Proxy logins: verifier, argon2 bound and sessions.
+    pub auth: auth::Authenticator,
 }
 
 /// One client connection.
@@ -69,6 +71,9 @@ pub(crate) struct ConnInfo {
     pub gate: Arc<UpgradeGate>,
     /// Requests handled so far (the guard numbers them the same way).
     pub requests: AtomicU64,
+    /// The login verified on this connection: later requests without
+    /// credentials keep it (tunnels carry their own copy of the identity).
+    pub login: Mutex<Option<accounts::VerifiedAccount>>,
 }
 
 impl ConnInfo {
@@ -79,6 +84,7 @@ impl ConnInfo {
             plain_upstream: Mutex::new(None),
             gate: Arc::default(),
             requests: AtomicU64::new(0),
+            login: Mutex::new(None),
         }
     }
 }
@@ -139,6 +145,35 @@ impl Shared {
                 .replace("{url}", &percent_encode(url)),
             None => format!("http://{}/review?ref={reference}", self.own_authority(conn)),
         }
+    }
+
+    /// Records repeated login failures as an `auth-failure` event (no page: the
+    /// client only ever sees the 407/429). `account` is an existing account's
+    /// name or `None`; no password or header value is in the event.
+    pub(crate) fn auth_failure_event(
+        &self,
+        conn: &ConnInfo,
+        account: Option<&str>,
+        method: &http::Method,
+        url: String,
+    ) {
+        let reference = self.references.next();
+        self.events.emit(BlockEvent {
+            reference: reference.clone(),
+            time_ms: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+            client_ip: conn.peer.ip(),
+            who: account.map(str::to_string),
+            group: String::new(),
+            band: String::new(),
+            method: method.to_string(),
+            url,
+            category: None,
+            rule: None,
+            kind: BlockKind::AuthFailure,
+        });
+        tracing::warn!(reference = %reference, "repeated login failures");
     }
 
     /// Answers with a block (or explanatory) page and, for blocks, emits the event.
@@ -377,12 +412,25 @@ async fn route_plain(
         access.verdict = "local";
         return crate::pages::serve(shared, conn, &snap, &parts, path_and_query);
     }
-    let identity = match auth::identify(&snap.policy, conn.peer.ip(), &parts.headers) {
+    // Nothing below (decide, dial, tunnel) runs before the identity is known.
+    let identity = match shared
+        .auth
+        .identify(&snap.policy, conn.peer.ip(), &parts.headers, &conn.login)
+        .await
+    {
         Ok(identity) => identity,
-        Err(e) => {
-            tracing::info!(error = %e, "no identity");
+        Err(denied) => {
+            tracing::info!(reason = denied.reason, "no identity");
             access.verdict = "auth";
-            return auth::challenge();
+            if denied.report {
+                let url = match &target {
+                    Target::Connect { host, port } => target::authority_text(host, *port),
+                    Target::Forward(url) => url.redacted(),
+                    Target::Local { .. } => String::new(),
+                };
+                shared.auth_failure_event(conn, denied.account.as_deref(), &parts.method, url);
+            }
+            return denied.response();
         }
     };
     access.who = identity.who.clone();

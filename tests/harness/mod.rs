@@ -117,6 +117,46 @@ pub struct Options {
     /// Use the proxy's default event sink (`events.jsonl` in the state
     /// directory) instead of collecting events in memory.
     pub events_to_file: bool,
+    /// Proxy logins: accounts written to `state/accounts.toml` before start and
+    /// a verifier with these settings (fast argon2 for tests).
+    pub accounts: Option<TestAccounts>,
+}
+
+/// Accounts for a test proxy.
+#[derive(Clone)]
+pub struct TestAccounts {
+    /// `(name, group, password)` of each account.
+    pub accounts: Vec<(String, String, String)>,
+    /// Verifier settings; `hash` is used for the stored hashes too.
+    pub settings: accounts::Settings,
+    /// How often the proxy checks the accounts file.
+    pub poll: Duration,
+}
+
+/// argon2id parameters far below production's, so tests hash in microseconds.
+/// Only ever used by tests: `[accounts]` refuses anything under OWASP's.
+pub const FAST_HASH: accounts::HashParams = accounts::HashParams {
+    memory_kib: 64,
+    iterations: 1,
+    parallelism: 1,
+};
+
+impl TestAccounts {
+    /// These accounts, fast hashes, a 200 ms file poll, otherwise the defaults.
+    pub fn new(list: &[(&str, &str, &str)]) -> TestAccounts {
+        let settings = accounts::Settings {
+            hash: FAST_HASH,
+            ..accounts::Settings::default()
+        };
+        TestAccounts {
+            accounts: list
+                .iter()
+                .map(|(n, g, p)| (n.to_string(), g.to_string(), p.to_string()))
+                .collect(),
+            settings,
+            poll: Duration::from_millis(200),
+        }
+    }
 }
 
 impl Options {
@@ -190,6 +230,12 @@ pub async fn start_with(options: Options) -> TestProxy {
     if !options.events_to_file {
         builder = builder.event_sink(Box::new(events.clone()));
     }
+    if let Some(setup) = &options.accounts {
+        let verifier = write_accounts(&settings_state_dir(dir.path()), setup, &handle);
+        builder = builder
+            .verifier(verifier, setup.settings.max_concurrent_hashes)
+            .accounts_poll(setup.poll);
+    }
     let server = builder.bind().await.expect("proxy binds");
     let addr = server.local_addrs()[0];
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -209,6 +255,40 @@ pub async fn start_with(options: Options) -> TestProxy {
         shutdown: Some(tx),
         task: Some(task),
     }
+}
+
+fn settings_state_dir(dir: &Path) -> PathBuf {
+    dir.join("state")
+}
+
+/// Writes the accounts file (fast hashes) and returns a verifier over it.
+fn write_accounts(
+    state_dir: &Path,
+    setup: &TestAccounts,
+    snapshots: &ArcSwap<proxy::snapshot::Snapshot>,
+) -> Arc<accounts::Verifier> {
+    let snap = snapshots.load();
+    let groups: Vec<&str> = snap.policy.groups().iter().map(|g| &*g.name).collect();
+    let path = accounts::file_path(state_dir);
+    let mut list = accounts::Accounts::new();
+    for (name, group, password) in &setup.accounts {
+        list.add(
+            name,
+            group,
+            &accounts::Password::new(password.clone()),
+            &groups,
+            &setup.settings.passwords,
+            &setup.settings.hash,
+            accounts::OffsetDateTime::now_utc(),
+        )
+        .unwrap_or_else(|e| panic!("test account {name}: {e}"));
+    }
+    list.save(&path).expect("save accounts");
+    let loaded = accounts::Accounts::load(&path).expect("reload accounts");
+    Arc::new(
+        accounts::Verifier::new(loaded, &setup.settings, Arc::new(accounts::SystemClock))
+            .expect("verifier"),
+    )
 }
 
 fn write_config(dir: &Path, origin_ca: &OriginCa, origins: &[SocketAddr], options: &Options) {
@@ -336,6 +416,20 @@ impl TestProxy {
         self.snapshots.store(Arc::new(snapshot));
     }
 
+    /// Changes the accounts file the way `hallpass users` does (atomic save);
+    /// the running proxy picks it up at its next poll.
+    pub fn edit_accounts(&self, edit: impl FnOnce(&mut accounts::Accounts)) {
+        let path = accounts::file_path(&settings_state_dir(self.dir.path()));
+        let mut list = accounts::Accounts::load(&path).expect("accounts file");
+        edit(&mut list);
+        list.save(&path).expect("save accounts");
+    }
+
+    /// The accounts file.
+    pub fn accounts_path(&self) -> PathBuf {
+        accounts::file_path(&settings_state_dir(self.dir.path()))
+    }
+
     /// The config folder.
     pub fn path(&self) -> PathBuf {
         self.dir.path().to_path_buf()
@@ -401,8 +495,17 @@ async fn collect(response: hyper::Response<hyper::body::Incoming>) -> Reply {
 
 /// Opens a CONNECT tunnel; returns the status line's code and, on 200, the stream.
 pub async fn connect(proxy: SocketAddr, authority: &str) -> (u16, Option<TcpStream>, String) {
+    connect_with(proxy, authority, "").await
+}
+
+/// As [`connect`], with extra header lines (each ending in `\r\n`).
+pub async fn connect_with(
+    proxy: SocketAddr,
+    authority: &str,
+    extra_headers: &str,
+) -> (u16, Option<TcpStream>, String) {
     let mut stream = TcpStream::connect(proxy).await.expect("connect to proxy");
-    let head = format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n");
+    let head = format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n{extra_headers}\r\n");
     stream
         .write_all(head.as_bytes())
         .await
