@@ -36,15 +36,17 @@ pub fn run(config: &Path, args: Args) -> anyhow::Result<ExitCode> {
         tracing::warn!(problem = %p, "list line skipped");
     }
     let settings = Settings::from_config(&snap.config, &snap.config_dir);
+    // Before anything is created in the state directory: a proxy nobody could
+    // use must not start (or leave a CA behind).
+    let Some((verifier, max_hashes)) = login_verifier(&snap, &settings.state_dir)? else {
+        return Ok(ExitCode::from(1));
+    };
     if settings.intercept {
         first_run_ca(
             &settings.state_dir,
             snap.policy.school().unwrap_or("hallpass"),
         )?;
     }
-    let Some((verifier, max_hashes)) = login_verifier(&snap, &settings.state_dir)? else {
-        return Ok(ExitCode::from(1));
-    };
     let sink = incident_sink(&snap, &settings.state_dir)?;
     let snapshots = Arc::new(ArcSwap::from_pointee(snap));
     let runtime = tokio::runtime::Builder::new_multi_thread()

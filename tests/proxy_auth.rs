@@ -493,3 +493,122 @@ async fn a_login_whose_group_left_the_policy_is_refused() {
     .await
     .expect("test in time");
 }
+
+/// The shipped config `rel` (under config/) and its policy copied into a
+/// temporary folder, with absolute list paths and the state directory inside.
+fn scratch_config(rel: &str, policy_rel: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let text = std::fs::read_to_string(root.join("config").join(rel)).expect("shipped config");
+    let lists = root.join("blocklists/lists");
+    let text = text
+        .replace(
+            "\"../../blocklists/lists",
+            &format!("\"{}", lists.display()),
+        )
+        .replace("\"../blocklists/lists", &format!("\"{}", lists.display()))
+        .replace(policy_rel, "policy.toml")
+        .replace("state_dir = \"../../state\"", "state_dir = \"state\"")
+        .replace("state_dir = \"../state\"", "state_dir = \"state\"");
+    assert!(text.contains("state_dir = \"state\""), "{text}");
+    std::fs::write(dir.path().join("hallpass.toml"), text).expect("write config");
+    let config_folder = root.join("config").join(rel);
+    let config_folder = config_folder.parent().expect("config folder");
+    std::fs::copy(
+        config_folder.join(policy_rel),
+        dir.path().join("policy.toml"),
+    )
+    .expect("copy policy");
+    let path = dir.path().join("hallpass.toml");
+    (dir, path)
+}
+
+/// Runs the binary, killed if it takes longer than `limit`.
+fn hallpass(
+    config: &std::path::Path,
+    args: &[&str],
+    stdin: &str,
+    limit: Duration,
+) -> std::process::Output {
+    use std::io::Write as _;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hallpass"))
+        .arg("-c")
+        .arg(config)
+        .args(args)
+        .env_remove("HALLPASS_CONFIG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the hallpass binary runs");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write stdin");
+    let started = std::time::Instant::now();
+    while child.try_wait().expect("wait").is_none() {
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().expect("output")
+}
+
+#[test]
+fn run_refuses_to_start_with_no_accounts_and_no_subnets() {
+    // The secondary example maps no subnets: everyone logs in.
+    let (dir, config) = scratch_config("secondary/hallpass.toml", "policy.toml");
+    let out = hallpass(&config, &["run", "--text-log"], "", Duration::from_secs(60));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("hallpass users add"), "{stderr}");
+    assert!(stderr.contains("[[subnets]]"), "{stderr}");
+    // Nothing was created on the way out.
+    assert!(!dir.path().join("state/ca").exists());
+}
+
+#[test]
+fn explain_as_an_account_decides_for_its_group() {
+    let (_dir, config) = scratch_config("hallpass.toml", "primary/policy.toml");
+    let limit = Duration::from_secs(60);
+    let out = hallpass(
+        &config,
+        &[
+            "users",
+            "add",
+            "j.smith",
+            "--group",
+            "staff",
+            "--password-stdin",
+        ],
+        "correct horse battery\n",
+        limit,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let url = "https://twitter.com/";
+    let explain = |who: &str| {
+        let out = hallpass(&config, &["explain", "--json", "--as", who, url], "", limit);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("json")
+    };
+    let account = explain("j.smith");
+    let group = explain("staff");
+    assert_eq!(account["group"], "staff");
+    assert_eq!(account["who"], "j.smith");
+    assert_eq!(account["verdict"], group["verdict"]);
+    let unknown = hallpass(&config, &["explain", "--as", "nobody", url], "", limit);
+    assert_eq!(unknown.status.code(), Some(2));
+}
