@@ -735,6 +735,7 @@ impl Policy {
                 name,
                 band.get_ref(),
                 &raw,
+                [&global_deny, &global_allow],
                 &category_index,
                 &categories,
                 &service_index,
@@ -1343,6 +1344,7 @@ fn compile_band(
     name: &str,
     raw: &RawBand,
     policy: &RawPolicy,
+    [global_deny, global_allow]: [&EntrySet; 2],
     category_index: &HashMap<&str, usize>,
     categories: &[Category],
     service_index: &HashMap<&str, usize>,
@@ -1435,11 +1437,10 @@ fn compile_band(
     let mut allow = EntrySet::default();
     c.entries(&mut allow, &raw.allow, &format!("[bands.{name}.allow]"));
     report_allow_deny_overlap(c, &allow, &deny);
-    let before = c.problems.0.len();
-    merge_global(c, &mut deny, &policy.deny, "[deny]");
-    merge_global(c, &mut allow, &policy.allow, "[allow]");
-    // Problems in the global entries were already reported once, for the policy itself.
-    c.problems.0.truncate(before);
+    // The global entries were compiled (and their problems reported) once, for the
+    // policy itself; each band takes a copy after its own.
+    merge_global(&mut deny, global_deny);
+    merge_global(&mut allow, global_allow);
     for set in [&mut deny, &mut allow] {
         let kw: Vec<usize> = (0..set.entries.len())
             .filter(|&i| set.entries[i].kind == EntryKind::Keyword)
@@ -1466,26 +1467,25 @@ fn compile_band(
 }
 
 /// Adds the global entries after a band's own, skipping ones the band already lists.
-fn merge_global(c: &mut Compiler<'_>, set: &mut EntrySet, raw: &RawEntries, scope: &str) {
-    let mut global = EntrySet::default();
-    c.entries(&mut global, raw, scope);
+fn merge_global(set: &mut EntrySet, global: &EntrySet) {
     let existing: HashSet<Arc<str>> = set.entries.iter().map(|e| e.text.clone()).collect();
     let mut remap = HashMap::new();
-    for (i, e) in global.entries.into_iter().enumerate() {
+    for (i, e) in global.entries.iter().enumerate() {
         if existing.contains(&e.text) {
             continue;
         }
         remap.insert(i, set.entries.len());
-        set.entries.push(e);
+        set.entries.push(e.clone());
     }
-    for (d, i) in global.domains {
-        if let Some(&j) = remap.get(&i) {
-            set.domains.entry(d).or_insert(j);
+    for (d, i) in &global.domains {
+        if let Some(&j) = remap.get(i) {
+            set.domains.entry(d.clone()).or_insert(j);
         }
     }
-    for (h, prefixes) in global.urls {
-        for mut p in prefixes {
+    for (h, prefixes) in &global.urls {
+        for p in prefixes {
             if let Some(&j) = remap.get(&p.entry) {
+                let mut p = p.clone();
                 p.entry = j;
                 set.urls.entry(h.clone()).or_default().push(p);
             }
