@@ -120,36 +120,52 @@ hey_rps() { # prints "req/s p99_ms errors"
     taskset -c 1 hey -z "${DURATION}s" "$@" 2>&1 |
         awk '/Requests\/sec/ {rps=$2} /99% in/ {p99=$3*1000} /^Status code distribution/ {s=1} s && /\[2[0-9][0-9]\]/ {ok+=$2} /Error distribution/ {e=1} END {printf "%.0f %.3f %d\n", rps, p99, ok}'
 }
-row() { printf '%-44s %12s %12s %8s\n' "$@"; }
+row() { printf '%-44s %12s %12s %8s %14s\n' "$@"; }
+# The proxy's own CPU time (user + system, clock ticks) — divided by the
+# requests served, it says what each request costs the proxy whatever else the
+# machine is doing, and 1 s over it is the rate one core could carry.
+ticks() { awk '{print $14 + $15}' "/proc/$PROXY_PID/stat"; }
+HZ=$(getconf CLK_TCK)
+per_req() { # ticks_before ticks_after req_per_s -> "us/req (ceiling/s)"
+    python3 -c "import sys; t=(float(sys.argv[2])-float(sys.argv[1]))/float(sys.argv[4]); n=float(sys.argv[3])*float(sys.argv[5]); us=t*1e6/n if n else 0; print(f'{us:.0f}us ({1e6/us:.0f}/s)' if us else 'n/a')" "$1" "$2" "$3" "$HZ" "$DURATION"
+}
 ratio() { python3 -c "import sys; a,b=float(sys.argv[1]),float(sys.argv[2]); print(f'{b/a:.2f}' if a else 'n/a')" "$1" "$2"; }
 
 echo "hallpass load benchmark: $DOMAINS domains loaded, ${CONNECTIONS} connections, ${DURATION}s per run, proxy on core 0"
-row "figure" "direct" "hallpass" "ratio"
+row "figure" "direct" "hallpass" "ratio" "proxy CPU/req"
 
 read -r d_rps d_p99 d_bad < <(wrk_rps "http://$HTTP/")
+t0=$(ticks)
 read -r p_rps p_p99 p_bad < <(TARGET="http://$HTTP/" wrk_rps -s benches/load/proxy.lua "http://127.0.0.1:$PROXY_PORT/")
+t1=$(ticks)
 [ "$d_bad" = 0 ] && [ "$p_bad" = 0 ] || { echo "benches/load.sh: allowed HTTP got non-2xx answers (direct $d_bad, proxy $p_bad)" >&2; exit 1; }
-row "allowed HTTP (req/s, wrk)" "$d_rps" "$p_rps" "$(ratio "$d_rps" "$p_rps")"
+row "allowed HTTP (req/s, wrk)" "$d_rps" "$p_rps" "$(ratio "$d_rps" "$p_rps")" "$(per_req "$t0" "$t1" "$p_rps")"
 
+t0=$(ticks)
 read -r b_rps _ _ < <(TARGET="http://pornhub.com/" wrk_rps -s benches/load/proxy.lua "http://127.0.0.1:$PROXY_PORT/")
-row "blocked HTTP, block page (req/s, wrk)" "$d_rps" "$b_rps" "$(ratio "$d_rps" "$b_rps")"
+t1=$(ticks)
+row "blocked HTTP, block page (req/s, wrk)" "$d_rps" "$b_rps" "$(ratio "$d_rps" "$b_rps")" "$(per_req "$t0" "$t1" "$b_rps")"
 
 # Added latency at half of the proxy's allowed-HTTP rate (hey -q is per worker).
 half=$(( p_rps / 2 )); workers=16; per=$(( half / workers )); [ "$per" -lt 1 ] && per=1
 read -r _ dl_p99 _ < <(hey_rps -c "$workers" -q "$per" "http://$HTTP/")
 read -r _ pl_p99 _ < <(hey_rps -c "$workers" -q "$per" -x "http://127.0.0.1:$PROXY_PORT" "http://$HTTP/")
-row "p99 at $((per * workers)) req/s (ms, hey)" "$dl_p99" "$pl_p99" "+$(python3 -c "print(f'{$pl_p99-$dl_p99:.3f}')") ms"
+row "p99 at $((per * workers)) req/s (ms, hey)" "$dl_p99" "$pl_p99" "+$(python3 -c "print(f'{$pl_p99-$dl_p99:.3f}')") ms" "-"
 
 read -r dt_rps _ dt_ok < <(hey_rps -c "$CONNECTIONS" "https://127.0.0.1/")
+t0=$(ticks)
 read -r pt_rps _ pt_ok < <(hey_rps -c "$CONNECTIONS" -x "http://127.0.0.1:$PROXY_PORT" "https://127.0.0.1/")
-row "intercepted HTTPS keep-alive (req/s, hey)" "$dt_rps" "$pt_rps" "$(ratio "$dt_rps" "$pt_rps")"
+t1=$(ticks)
+row "intercepted HTTPS keep-alive (req/s, hey)" "$dt_rps" "$pt_rps" "$(ratio "$dt_rps" "$pt_rps")" "$(per_req "$t0" "$t1" "$pt_rps")"
 
 read -r dn_rps _ dn_ok < <(hey_rps -c "$CONNECTIONS" -disable-keepalive "https://127.0.0.1/")
+t0=$(ticks)
 read -r pn_rps _ pn_ok < <(hey_rps -c "$CONNECTIONS" -disable-keepalive -x "http://127.0.0.1:$PROXY_PORT" "https://127.0.0.1/")
-row "intercepted HTTPS new conn (handshakes/s)" "$dn_rps" "$pn_rps" "$(ratio "$dn_rps" "$pn_rps")"
+t1=$(ticks)
+row "intercepted HTTPS new conn (handshakes/s)" "$dn_rps" "$pn_rps" "$(ratio "$dn_rps" "$pn_rps")" "$(per_req "$t0" "$t1" "$pn_rps")"
 
 rss_kb=$(awk '/VmRSS/ {print $2}' "/proc/$PROXY_PID/status")
-row "proxy RSS after load (MB)" "-" "$((rss_kb / 1024))" "-"
+row "proxy RSS after load (MB)" "-" "$((rss_kb / 1024))" "-" "-"
 echo "(2xx responses, direct/proxy: HTTPS keep-alive $dt_ok/$pt_ok, new-connection $dn_ok/$pn_ok)"
 # A run where a side answered nothing but errors measures nothing: fail loudly.
 for n in "$dt_ok" "$pt_ok" "$dn_ok" "$pn_ok"; do [ "$n" -gt 0 ] || { echo "benches/load.sh: an HTTPS run got no 2xx responses" >&2; exit 1; }; done

@@ -4,12 +4,16 @@
 set -euo pipefail
 
 need=()
-# (Debian packages the tests need are listed here as the suite grows.)
-for pkg in "$@"; do
+# Debian packages the tests need:
+# - chromium, chromium-driver: the console's browser tests (headless, via WebDriver).
+# - systemd: systemd-analyze verify/security for the units in systemd/.
+packages=(chromium chromium-driver systemd "$@")
+for pkg in "${packages[@]}"; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ "${#need[@]}" -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq "${need[@]}"
+    # Another process may hold the apt lock: wait for it rather than fail.
+    apt-get -o DPkg::Lock::Timeout=600 update -qq
+    apt-get -o DPkg::Lock::Timeout=600 install -y -qq "${need[@]}"
 fi

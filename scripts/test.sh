@@ -5,6 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Debian packages: chromium and chromium-driver (the console's browser tests and
+# the printed review report); the list is in the script.
 bash scripts/install-test-deps.sh
 
 # Tests use the real third-party data beside the checkout (UT1 lists, request

@@ -263,11 +263,19 @@ pub fn run(config: &Path, args: Args) -> anyhow::Result<ExitCode> {
         IncidentsCommand::Show { number } => {
             let incident = store.incident(number, &me, now)?;
             let trail = store.audit_trail(number)?;
+            let alert = store.alert_status(number)?;
             if common.json {
-                let v = serde_json::json!({ "incident": incident, "audit": trail });
+                let v = serde_json::json!({
+                    "incident": incident,
+                    "audit": trail,
+                    "alert": alert.as_ref().map(alert_json),
+                });
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
                 print_incident(&incident);
+                if let Some(a) = &alert {
+                    println!("  alert:           {}", alert_text(a));
+                }
                 println!("audit trail:");
                 for a in trail {
                     println!(
@@ -424,6 +432,26 @@ fn print_table(list: &[Incident]) {
             subject(i)
         );
     }
+}
+
+fn alert_json(a: &incidents::AlertStatus) -> serde_json::Value {
+    serde_json::json!({
+        "state": a.state.as_str(),
+        "attempts": a.attempts,
+        "last_error": a.last_error,
+        "sent_ms": a.sent_ms,
+    })
+}
+
+fn alert_text(a: &incidents::AlertStatus) -> String {
+    let mut text = format!("{} after {} attempt(s)", a.state.as_str(), a.attempts);
+    if let Some(at) = a.sent_ms {
+        text.push_str(&format!(", delivered {}", format_ms(at)));
+    }
+    if let Some(e) = &a.last_error {
+        text.push_str(&format!("; last error: {e}"));
+    }
+    text
 }
 
 fn print_incident(i: &Incident) {

@@ -10,9 +10,15 @@ use clap::{Parser, Subcommand};
 
 mod ca;
 mod check;
+mod control;
 mod explain;
+mod filter_check;
+mod incident_sink;
 mod incidents_cmd;
 mod lists;
+mod metrics;
+mod reload;
+mod report;
 mod run;
 mod users;
 
@@ -38,6 +44,8 @@ struct Cli {
 enum Command {
     /// Run the proxy (the main job). SIGHUP reloads policy and lists; SIGTERM stops gracefully.
     Run(run::Args),
+    /// Reload the running proxy's policy and lists (a bad file keeps the running policy).
+    Reload(control::Args),
     /// Manage the school's interception CA.
     Ca(ca::Args),
     /// Validate the configuration, the policy and every list, and run the policy's [[test]]s.
@@ -52,12 +60,17 @@ enum Command {
     Events(incidents_cmd::EventsArgs),
     /// Show the loaded lists, or import a third-party list tree.
     Lists(lists::Args),
+    /// Send the probe suite through the running proxy as each group: blocked, open, safe search.
+    FilterCheck(filter_check::Args),
+    /// The review report for a period: blocks by category and group with the trend, incidents, filter checks, policy changes.
+    Report(report::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => run::run(&cli.config, args),
+        Command::Reload(args) => control::run(&cli.config, args),
         Command::Ca(args) => ca::run(&cli.config, args),
         Command::Check(args) => check::run(&cli.config, args),
         Command::Explain(args) => explain::run(&cli.config, args),
@@ -65,6 +78,8 @@ fn main() -> ExitCode {
         Command::Incidents(args) => incidents_cmd::run(&cli.config, args),
         Command::Events(args) => incidents_cmd::run_events(&cli.config, args),
         Command::Lists(args) => lists::run(&cli.config, args),
+        Command::FilterCheck(args) => filter_check::run(&cli.config, args),
+        Command::Report(args) => report::run(&cli.config, args),
     };
     match result {
         Ok(code) => code,

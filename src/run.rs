@@ -1,6 +1,7 @@
 //! `hallpass run`: the proxy daemon. Loads the configuration (failing closed on
 //! any problem), creates the school CA on first run, serves until SIGTERM/SIGINT,
-//! and reloads policy and lists on SIGHUP without dropping connections.
+//! and reloads policy and lists on SIGHUP or `hallpass reload` without dropping
+//! connections (see `reload` and `control`).
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -47,13 +48,56 @@ pub fn run(config: &Path, args: Args) -> anyhow::Result<ExitCode> {
             snap.policy.school().unwrap_or("hallpass"),
         )?;
     }
-    let sink = incident_sink(&snap, &settings.state_dir)?;
+    let (sink, incident_reload, incident_alerts, store) =
+        crate::incident_sink::incident_sink(&snap, &settings.state_dir)?;
+    let console_settings = console::Settings::from_table(&snap.config.file, &snap.config.console)?;
     let snapshots = Arc::new(ArcSwap::from_pointee(snap));
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let runtime = runtime()?;
     let logins = (Arc::new(verifier), max_hashes);
-    runtime.block_on(serve(config, settings, snapshots, sink, logins))
+    let console_ctx = console::Context {
+        snapshots: snapshots.clone(),
+        verifier: logins.0.clone(),
+        store,
+        filter_check: None,
+    };
+    let served = runtime.block_on(serve(
+        config,
+        settings,
+        snapshots,
+        (sink, incident_reload, incident_alerts.metrics.clone()),
+        logins,
+        (console_settings, console_ctx),
+    ));
+    incident_alerts.stop();
+    served
+}
+
+/// The console listener's routes.
+///
+/// `/metrics` sits beside the console's pages, outside its sign-in: Prometheus
+/// scrapes without a session, and no label carries a host, a person or an address.
+fn console_router(
+    settings: &console::Settings,
+    ctx: console::Context,
+    metrics: axum::Router,
+) -> axum::Router {
+    console::app(settings, ctx).merge(metrics)
+}
+
+/// The async runtime: one worker per CPU this process may run on. Confined to
+/// a single CPU (taskset, a cgroup cpuset, a small VM), the single-threaded
+/// scheduler does the same work without cross-thread wake-ups and queues.
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cpus == 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+    }
 }
 
 /// The proxy-login verifier, from `[accounts]` and `<state_dir>/accounts.toml`.
@@ -96,71 +140,32 @@ fn login_verifier(
     Ok(Some((verifier, max_hashes)))
 }
 
-/// Block events go to the incident store (SQLite in the state directory, or
-/// PostgreSQL), where the incident rules read them. The proxy's event writer
-/// spools to disk whenever the store fails, so nothing is lost while it is down.
-struct IncidentSink(incidents::Recorder);
-
-impl proxy::events::EventSink for IncidentSink {
-    fn write_batch(
-        &mut self,
-        events: &[policy::event::BlockEvent],
-    ) -> Result<(), proxy::events::EventSinkError> {
-        // Login failures go to the incident store's own table, where the
-        // `access` rule counts them; everything else is a block event.
-        let (failures, blocks): (Vec<_>, Vec<_>) = events
-            .iter()
-            .cloned()
-            .partition(|e| e.kind == policy::event::BlockKind::AuthFailure);
-        let failures: Vec<incidents::AuthFailure> = failures
-            .into_iter()
-            .map(|e| incidents::AuthFailure {
-                time_ms: e.time_ms,
-                client_ip: e.client_ip,
-                who: e.who,
-            })
-            .collect();
-        self.0
-            .record(&blocks, &failures)
-            .map(drop)
-            .map_err(|e| proxy::events::EventSinkError::Store(e.to_string()))
-    }
-}
-
-fn incident_sink(snap: &Snapshot, state_dir: &Path) -> anyhow::Result<IncidentSink> {
-    let settings: incidents::Settings = snap
-        .config
-        .incidents
-        .clone()
-        .try_into()
-        .map_err(|e| anyhow::anyhow!("{}: [incidents]: {e}", snap.config.file))?;
-    settings.validate()?;
-    let location = settings.location(state_dir)?;
-    let locked = incidents::LockedCategories(
-        snap.policy
-            .baseline()
-            .iter()
-            .map(|c| c.name.to_string())
-            .collect(),
-    );
-    let rules = incidents::RuleEngine::new(settings.rules.clone(), locked);
-    let recorder = incidents::Recorder::new(
-        move || incidents::Store::open(&location),
-        rules,
-        Arc::new(incidents::SystemClock),
-        settings.retry_every,
-    );
-    Ok(IncidentSink(recorder))
-}
-
 async fn serve(
     config: &Path,
     settings: Settings,
     snapshots: Arc<ArcSwap<Snapshot>>,
-    sink: IncidentSink,
+    (sink, incident_reload, alert_metrics): (
+        crate::incident_sink::IncidentSink,
+        crate::incident_sink::IncidentReload,
+        Arc<incidents::AlertMetrics>,
+    ),
     (verifier, max_hashes): (Arc<accounts::Verifier>, usize),
+    (console_settings, mut console_ctx): (console::Settings, console::Context),
 ) -> anyhow::Result<ExitCode> {
+    let settings_state_dir = settings.state_dir.clone();
+    let registry = proxy::prometheus::Registry::new();
+    let metrics = proxy::metrics::ProxyMetrics::new(&registry)?;
+    let reloader = Arc::new(crate::reload::Reloader::new(
+        config.to_path_buf(),
+        snapshots.clone(),
+        metrics.clone(),
+        &registry,
+        incident_reload,
+    )?);
+    let control_path = crate::control::socket_path(&snapshots.load().config, config);
+    let control = crate::control::ControlSocket::bind(&control_path).await?;
     let server = ProxyBuilder::new(settings, snapshots.clone())
+        .metrics(metrics.clone())
         .event_sink(Box::new(sink))
         .verifier(verifier, max_hashes)
         .bind()
@@ -169,31 +174,52 @@ async fn serve(
         tracing::info!(%addr, "listening");
         eprintln!("hallpass: listening on {addr}; try: curl -x http://{addr} http://example.com/");
     }
-    let reload = tokio::spawn(reload_on_sighup(config.to_path_buf(), snapshots));
-    server.run(shutdown_signal()).await?;
-    reload.abort();
-    Ok(ExitCode::SUCCESS)
-}
-
-/// Reloads on SIGHUP: the new snapshot is compiled off the request path and
-/// swapped in atomically; a bad file keeps the running policy.
-async fn reload_on_sighup(config: std::path::PathBuf, snapshots: Arc<ArcSwap<Snapshot>>) {
-    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
-        tracing::error!("cannot listen for SIGHUP: reload needs a restart");
-        return;
+    // The console's "Run now" filter check probes this proxy, with the files
+    // `hallpass filter-check` uses by default.
+    console_ctx.filter_check = server.local_addrs().first().map(|&addr| {
+        console::checks::Setup::new(addr, &snapshots.load().policy_path, &settings_state_dir)
+    });
+    let dirs = console::Dirs {
+        config_dir: snapshots.load().config_dir.clone(),
+        state_dir: settings_state_dir,
     };
-    while hup.recv().await.is_some() {
-        let generation = snapshots.load().generation + 1;
-        let path = config.clone();
-        match tokio::task::spawn_blocking(move || snapshot::load(&path, generation)).await {
-            Ok(Ok(snap)) => {
-                snapshots.store(Arc::new(snap));
-                tracing::info!(generation, "policy reloaded");
-            }
-            Ok(Err(e)) => tracing::error!(error = %e, "reload failed: keeping the running policy"),
-            Err(e) => tracing::error!(error = %e, "reload task failed: keeping the running policy"),
-        }
+    let console = console::Console::bind(&console_settings, &dirs).await?;
+    for addr in console.local_addrs() {
+        tracing::info!(%addr, "console listening");
+        eprintln!("hallpass: staff console on {}://{addr}/", console.scheme());
     }
+    if console_settings.roles.is_empty() && !console_settings.listen.is_empty() {
+        eprintln!("hallpass: no [console.roles] in the config: nobody can sign in to the console");
+    }
+    tracing::info!(socket = %control_path.display(), "control socket listening");
+    let reload = tokio::spawn(crate::reload::on_sighup(reloader.clone()));
+    let control = tokio::spawn(control.serve(reloader));
+    // One signal stops both the proxy and the console.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+        let _ = stop_tx.send(true);
+    });
+    if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
+        tracing::warn!(error = %e, "could not tell systemd the proxy is ready");
+    }
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let router = console_router(
+        &console_settings,
+        console_ctx,
+        crate::metrics::router(registry, metrics, alert_metrics)?,
+    );
+    let console_task = tokio::spawn(console.serve(router, stopped(stop_rx.clone())));
+    server.run(stopped(stop_rx)).await?;
+    reload.abort();
+    control.abort();
+    // The socket file goes with the listener.
+    let _ = control.await;
+    console_task.await??;
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn shutdown_signal() {

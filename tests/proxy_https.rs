@@ -347,3 +347,50 @@ async fn a_tunnel_outlives_an_upstream_connection_the_origin_closed() {
         "a new upstream connection after the origin closed one"
     );
 }
+
+#[tokio::test]
+async fn a_url_allow_entry_opens_its_pages_on_a_blocked_https_host() {
+    // KS1-style: `games.test` is in a blocked category, but one of its URL
+    // prefixes is approved. The tunnel must open so that the approved pages
+    // load, and everything else on the host still gets the block page.
+    let policy = harness::POLICY.replace(
+        "[no_intercept]",
+        "[allow]\nurls = [\"games.test/homework\"]\n\n[no_intercept]",
+    );
+    let p = harness::start_with(harness::Options {
+        policy: Some(policy),
+        ..harness::Options::default()
+    })
+    .await;
+    let authority = p.https_authority("games.test");
+    let reply = https_get(
+        p.addr,
+        &authority,
+        "/homework/week1",
+        &[&p.school_ca_pem],
+        false,
+    )
+    .await
+    .expect("the approved page through the tunnel");
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.body, "origin GET /homework/week1");
+    let reply = https_get(p.addr, &authority, "/play", &[&p.school_ca_pem], false)
+        .await
+        .expect("block page inside the tunnel");
+    assert_eq!(reply.status, 403);
+    assert!(reply.body.contains("Games sites"), "{}", reply.body);
+    assert_eq!(
+        p.https.requests().len(),
+        1,
+        "only the approved page reached the origin"
+    );
+    let events = p.events().await;
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].method, "GET");
+    assert!(events[0].url.ends_with("/play"), "{}", events[0].url);
+    // A host with no approved URLs is still closed at CONNECT.
+    let reply = https_get(p.addr, "blocked.test:443", "/", &[&p.school_ca_pem], false)
+        .await
+        .expect("block page");
+    assert_eq!(reply.status, 403);
+}

@@ -4,11 +4,16 @@
 //! origins on 127.0.0.2/3 and a stub resolver (see `harness`). Every refusal
 //! asserts that the origin saw no connection.
 mod cli;
+mod filter_check;
 mod harness;
+mod incidents_crash;
+mod ops;
 mod proxy_auth;
 mod proxy_http;
 mod proxy_https;
 mod proxy_hygiene;
 mod proxy_lifecycle;
 mod proxy_upgrade;
+mod report;
+mod systemd;
 mod users;

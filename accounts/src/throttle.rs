@@ -64,30 +64,24 @@ impl Throttle {
         by_account.max(by_address)
     }
 
-    /// Counts a failure. Returns whether to report it: when either count reaches
-    /// the threshold, then at each doubling (5, 10, 20, 40, ... with the default),
-    /// so a long attack makes a few events, not one per try.
-    pub(crate) fn failure(&mut self, user: &str, ip: IpAddr, now: Instant) -> bool {
+    /// Counts a failure against the account and the address.
+    pub(crate) fn failure(&mut self, user: &str, ip: IpAddr, now: Instant) {
         let settings = self.settings;
         let capacity = self.capacity;
-        let a = bump(
+        bump(
             &mut self.accounts,
             user.to_owned(),
             now,
             &settings,
             capacity,
         );
-        let b = bump(
+        bump(
             &mut self.addresses,
             address_key(ip),
             now,
             &settings,
             capacity,
         );
-        [a, b]
-            .into_iter()
-            .flatten()
-            .any(|count| worth_reporting(count, settings.after))
     }
 
     /// A success clears the account's and the address's failures: the person
@@ -116,10 +110,6 @@ fn delay(count: u32, s: &ThrottleSettings) -> Option<Duration> {
     let over = count.checked_sub(s.after)?;
     let factor = 1u32.checked_shl(over).unwrap_or(u32::MAX);
     Some(s.initial.saturating_mul(factor).min(s.max))
-}
-
-fn worth_reporting(count: u32, after: u32) -> bool {
-    count >= after && count % after == 0 && (count / after).is_power_of_two()
 }
 
 /// Whether an entry's failures are old enough to forget.
@@ -193,12 +183,9 @@ mod tests {
     fn back_off_starts_at_the_threshold_and_doubles_to_the_cap() {
         let t0 = Instant::now();
         let mut th = Throttle::new(settings());
-        let mut reported = Vec::new();
         let mut waits = Vec::new();
-        for i in 1..=20u32 {
-            if th.failure("year3", IP, t0) {
-                reported.push(i);
-            }
+        for _ in 1..=20u32 {
+            th.failure("year3", IP, t0);
             waits.push(th.wait("year3", IP, t0).map(|d| d.as_secs()));
         }
         assert_eq!(&waits[..4], &[None, None, None, None]);
@@ -207,7 +194,6 @@ mod tests {
             &[1, 2, 4, 8, 16, 32, 64, 128, 256, 300].map(Some)
         );
         assert_eq!(waits[19], Some(300), "capped");
-        assert_eq!(reported, [5, 10, 20]);
         // The wait runs down with time.
         assert_eq!(
             th.wait("year3", IP, t0 + Duration::from_secs(100)),

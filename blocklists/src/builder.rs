@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use crate::domain_table::{DomainTable, Entry, Flags, fingerprint, for_each_suffix_hash};
+use crate::domain_table::{DomainTable, Flags, fingerprint, for_each_suffix_hash};
 use crate::expressions::{Expressions, check_expression};
 use crate::formats::{
     UrlEntry, find_list_file, numbered_lines, parse_domain_line, parse_hosts_line,
@@ -30,10 +30,14 @@ pub struct Builder<'a> {
     canon: Canonicalize<'a>,
     /// For the paths of URL-prefix entries; `None` = lower-case only.
     paths: Option<NormalizePath<'a>>,
-    /// Listed names, as fingerprints from the start, never as strings.
-    domains: Vec<Entry>,
+    /// Listed names, as fingerprints from the start, never as strings, with
+    /// the one list each line came from ([`NO_LIST`] for a URL-prefix host):
+    /// 16 bytes an entry, where a full mask would take 32.
+    domains: Vec<(u64, u8, Flags)>,
     /// Fingerprints of every proper suffix of a listed name (walk-only
-    /// entries), kept apart (8 bytes each, not 32) and deduplicated at build.
+    /// entries), kept apart (8 bytes each) and deduplicated whenever the
+    /// vector would grow, so a million names with a few shared parents cost
+    /// about one slot per distinct parent.
     ancestors: Vec<u64>,
     urls: BTreeMap<UrlEntry, Mask>,
     expressions: BTreeMap<String, Mask>,
@@ -50,6 +54,12 @@ impl std::fmt::Debug for Builder<'_> {
             .finish_non_exhaustive()
     }
 }
+
+/// Below this many ancestors, growing the vector is cheaper than deduplicating.
+const COMPACT_ANCESTORS_FROM: usize = 1 << 16;
+
+/// The list id of a builder entry that is in no list (a URL-prefix host).
+const NO_LIST: u8 = u8::MAX;
 
 fn problem(source: &str, line: u32, message: String) -> LineProblem {
     LineProblem {
@@ -123,14 +133,26 @@ impl<'a> Builder<'a> {
             descendants: false,
             urls,
         };
+        // `mask` is one list's bit (or 0): stored as that list's id.
+        let list = if mask == 0 {
+            NO_LIST
+        } else {
+            mask.trailing_zeros() as u8
+        };
         if is_ip_literal(name) {
-            self.domains.push((fingerprint(name), mask, flags));
+            self.domains.push((fingerprint(name), list, flags));
             return;
         }
         for_each_suffix_hash(name, |start, hash| {
             if start == 0 {
-                self.domains.push((hash, mask, flags));
+                self.domains.push((hash, list, flags));
             } else {
+                if self.ancestors.len() == self.ancestors.capacity()
+                    && self.ancestors.len() >= COMPACT_ANCESTORS_FROM
+                {
+                    self.ancestors.sort_unstable();
+                    self.ancestors.dedup();
+                }
                 self.ancestors.push(hash);
             }
             true
@@ -289,18 +311,57 @@ impl<'a> Builder<'a> {
             descendants: true,
             urls: false,
         };
-        let mut entries = self.domains;
-        entries.extend(
-            self.ancestors
-                .into_iter()
-                .map(|hash| (hash, 0, descendants)),
-        );
-        let domains = DomainTable::build(entries)?;
+        // Sorted, so the table is filled in hash order (its home buckets in
+        // order: cache-friendly) and its size counts distinct names only; no
+        // combined vector of full entries is ever made (that copy, 32 bytes per
+        // name and parent, was most of the memory a reload needed).
+        let mut names = self.domains;
+        names.sort_unstable_by_key(|&(hash, _, _)| hash);
+        let mut ancestors = self.ancestors;
+        ancestors.sort_unstable();
+        ancestors.dedup();
+        let distinct = count_distinct(&names, &ancestors);
+        let entries = names
+            .into_iter()
+            .map(|(hash, list, flags)| {
+                let mask = if list == NO_LIST { 0 } else { 1 << list };
+                (hash, mask, flags)
+            })
+            .chain(ancestors.into_iter().map(|hash| (hash, 0, descendants)));
+        let domains = DomainTable::build_from(distinct, entries)?;
         let urls = UrlPrefixes::build(self.urls)?;
         let expressions = Expressions::build(self.expressions.into_iter().collect())?;
         let counts = count_lists(&domains, &urls, &expressions);
         Ok(Matcher::new(domains, urls, expressions, counts))
     }
+}
+
+/// How many distinct fingerprints two sorted lists hold together.
+fn count_distinct(names: &[(u64, u8, Flags)], ancestors: &[u64]) -> usize {
+    let (mut i, mut j, mut n) = (0, 0, 0);
+    let mut last = None;
+    while i < names.len() || j < ancestors.len() {
+        let next = match (names.get(i), ancestors.get(j)) {
+            (Some(&(a, _, _)), Some(&b)) if a <= b => {
+                i += 1;
+                a
+            }
+            (Some(_), Some(&b)) | (None, Some(&b)) => {
+                j += 1;
+                b
+            }
+            (Some(&(a, _, _)), None) => {
+                i += 1;
+                a
+            }
+            (None, None) => break,
+        };
+        if last != Some(next) {
+            n += 1;
+            last = Some(next);
+        }
+    }
+    n
 }
 
 /// Per-list distinct entry counts, for every list id that has any entry.
@@ -336,4 +397,22 @@ fn count_lists(
     }
     counts.retain(|c| c.domains + c.urls + c.expressions > 0);
     counts
+}
+
+#[cfg(test)]
+mod count_tests {
+    use super::*;
+
+    #[test]
+    fn distinct_counts_each_fingerprint_once_across_both_lists() {
+        let f = Flags {
+            descendants: false,
+            urls: false,
+        };
+        let names = [(1, 0, f), (1, 3, f), (4, 0, f), (9, NO_LIST, f)];
+        assert_eq!(count_distinct(&names, &[1, 2, 4, 5]), 5);
+        assert_eq!(count_distinct(&names, &[]), 3);
+        assert_eq!(count_distinct(&[], &[7, 8]), 2);
+        assert_eq!(count_distinct(&[], &[]), 0);
+    }
 }

@@ -166,6 +166,7 @@ pub(crate) struct DomainTable {
 impl DomainTable {
     /// Builds the table from entries. Equal fingerprints (and equal tags on one
     /// probe path) are merged by OR-ing masks and flags.
+    #[cfg(test)]
     pub(crate) fn build(mut entries: Vec<Entry>) -> Result<DomainTable, ListError> {
         entries.sort_unstable_by_key(|&(hash, _, _)| hash);
         entries.dedup_by(|later, earlier| {
@@ -178,11 +179,23 @@ impl DomainTable {
                 false
             }
         });
+        let distinct = entries.len();
+        DomainTable::build_from(distinct, entries)
+    }
+
+    /// Builds from entries in any order, where `distinct` is the number of
+    /// distinct fingerprints among them (it sizes the table). A fingerprint
+    /// given twice is merged as [`DomainTable::build`] merges it: inserting
+    /// walks the same probe path and finds the first copy before any empty slot.
+    pub(crate) fn build_from(
+        distinct: usize,
+        entries: impl IntoIterator<Item = Entry>,
+    ) -> Result<DomainTable, ListError> {
         // At least one empty slot always remains, so every probe loop ends.
-        let buckets = if entries.is_empty() {
+        let buckets = if distinct == 0 {
             0
         } else {
-            (entries.len() * 100 / LOAD_PERCENT + 1).div_ceil(BUCKET_SLOTS)
+            (distinct * 100 / LOAD_PERCENT + 1).div_ceil(BUCKET_SLOTS)
         };
         let mut table = DomainTable {
             buckets: vec![Bucket::default(); buckets],

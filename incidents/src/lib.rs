@@ -18,6 +18,14 @@
 //!   closed (and reopened), with principal and governor sign-off; every change is
 //!   in the audit trail, invalid transitions and roles are refused with the current
 //!   state and what is allowed.
+//! - [`reporting`]: filter-check runs ([`Store::record_filter_check`]) and the
+//!   per-period aggregates `hallpass report` and the console read.
+//! - [`period_report`]: the termly review report (blocks by group × category
+//!   with the previous period, incidents opened and closed, filter checks,
+//!   policy changes) as JSON, CSV or printable HTML.
+//! - [`alert`] pushes each urgent incident to the configured webhook at once,
+//!   retried with back-off, its delivery state and last error kept on the
+//!   incident; the alert never carries the URL.
 //! - [`evidence`] builds the police export of an illegal incident (event rows, the
 //!   SHA-256 of each row, times); [`retention`] prunes raw events after N days.
 //!
@@ -29,13 +37,16 @@
 //! [`clock::Clock`] handed in; nothing here reads a global.
 #![forbid(unsafe_code)]
 
+pub mod alert;
 pub mod clock;
 pub mod duration;
 pub mod error;
 pub mod evidence;
 pub mod intake;
 pub mod model;
+pub mod period_report;
 pub mod recorder;
+pub mod reporting;
 pub mod retention;
 pub mod review;
 pub mod rules;
@@ -43,6 +54,9 @@ pub mod settings;
 pub mod spool;
 pub mod store;
 
+pub use alert::{
+    AlertMessage, AlertMetrics, AlertSettings, AlertState, AlertStatus, AlertWaker, Alerter,
+};
 pub use clock::{Clock, SystemClock};
 pub use error::Error;
 pub use intake::{Ack, Intake, IntakeOptions, IntakeWriter, Metrics, Queued};
@@ -50,7 +64,10 @@ pub use model::{
     ActionTaken, Actor, AuditEntry, AuthFailure, EventFilter, Incident, IncidentFilter,
     IncidentKind, NewIncident, Role, SignOff, State, Subject, Urgency,
 };
-pub use recorder::Recorder;
+pub use recorder::{LockedUpdates, Recorder};
+pub use reporting::{
+    BlockCount, Closure, FilterCheck, FilterCheckResult, KindCount, NewFilterCheck,
+};
 pub use rules::{LockedCategories, RuleEngine, Rules};
 pub use settings::{Settings, StoreLocation};
 pub use store::Store;

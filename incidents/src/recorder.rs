@@ -18,7 +18,7 @@
 //!     }
 //! }
 //! ```
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use policy::event::BlockEvent;
@@ -26,7 +26,7 @@ use policy::event::BlockEvent;
 use crate::clock::Clock;
 use crate::error::Error;
 use crate::model::AuthFailure;
-use crate::rules::RuleEngine;
+use crate::rules::{LockedCategories, RuleEngine};
 use crate::store::{RecordStats, Store};
 
 /// Opens the store; called again after every failure.
@@ -41,6 +41,27 @@ pub struct Recorder {
     rules: RuleEngine,
     clock: Arc<dyn Clock>,
     failures: u64,
+    locked_updates: LockedUpdates,
+    alerts: crate::alert::AlertWaker,
+}
+
+/// A handle that replaces a [`Recorder`]'s locked categories from another thread
+/// (the policy reload), taking effect from the recorder's next batch.
+///
+/// The recorder itself lives on the event writer's thread, so a reload cannot
+/// reach it directly; it leaves the new categories here instead.
+#[derive(Clone, Debug, Default)]
+pub struct LockedUpdates(Arc<Mutex<Option<LockedCategories>>>);
+
+impl LockedUpdates {
+    /// The categories the next batch is judged by.
+    pub fn set(&self, locked: LockedCategories) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(locked);
+    }
+
+    fn take(&self) -> Option<LockedCategories> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).take()
+    }
 }
 
 impl std::fmt::Debug for Recorder {
@@ -68,12 +89,26 @@ impl Recorder {
             rules,
             clock,
             failures: 0,
+            locked_updates: LockedUpdates::default(),
+            alerts: crate::alert::AlertWaker::none(),
         }
     }
 
     /// Replaces the locked categories after a policy reload.
-    pub fn set_locked(&mut self, locked: crate::rules::LockedCategories) {
+    pub fn set_locked(&mut self, locked: LockedCategories) {
         self.rules.set_locked(locked);
+    }
+
+    /// A handle through which another thread replaces the locked categories
+    /// (see [`LockedUpdates`]).
+    pub fn locked_updates(&self) -> LockedUpdates {
+        self.locked_updates.clone()
+    }
+
+    /// Wakes this alerter whenever a batch opens an incident (it delivers the
+    /// urgent ones; waking never blocks the writer).
+    pub fn set_alert_waker(&mut self, waker: crate::alert::AlertWaker) {
+        self.alerts = waker;
     }
 
     /// Store failures so far (failed opens and failed batches).
@@ -97,6 +132,9 @@ impl Recorder {
         events: &[BlockEvent],
         auth: &[AuthFailure],
     ) -> Result<RecordStats, Error> {
+        if let Some(locked) = self.locked_updates.take() {
+            self.rules.set_locked(locked);
+        }
         let now = self.clock.now_ms();
         self.connect()?;
         let store = self
@@ -104,10 +142,11 @@ impl Recorder {
             .as_mut()
             .ok_or_else(|| Error::Internal("store vanished after connecting".into()))?;
         let result = store.record(events, auth, &mut self.rules, now);
-        if let Err(e) = &result
-            && e.is_store_failure()
-        {
-            self.fail();
+        match &result {
+            Ok(stats) if stats.incidents_opened > 0 => self.alerts.wake(),
+            Ok(_) => {}
+            Err(e) if e.is_store_failure() => self.fail(),
+            Err(_) => {}
         }
         result
     }

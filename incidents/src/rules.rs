@@ -108,6 +108,17 @@ impl LockedCategories {
         )
     }
 
+    /// The locked-baseline categories of a loaded policy.
+    pub fn of(policy: &policy::Policy) -> Self {
+        LockedCategories(
+            policy
+                .baseline()
+                .iter()
+                .map(|c| c.name.to_string())
+                .collect(),
+        )
+    }
+
     fn contains(&self, category: &str) -> bool {
         self.0.iter().any(|c| c == category)
     }

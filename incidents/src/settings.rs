@@ -13,6 +13,9 @@
 //! [incidents.rules]
 //! repeat_count = 5
 //! repeat_window = "10m"
+//! [incidents.alerts]
+//! webhook = "http://alerts.school.lan:8099/hallpass"   # urgent incidents, POSTed as JSON
+//! console_url = "http://hallpass.school.lan:8080"
 //! ```
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -48,6 +51,8 @@ pub struct Settings {
     pub retry_every: Duration,
     /// The incident rules.
     pub rules: Rules,
+    /// Where urgent incidents are pushed (`[incidents.alerts]`).
+    pub alerts: crate::alert::AlertSettings,
 }
 
 impl Default for Settings {
@@ -62,6 +67,7 @@ impl Default for Settings {
             ack_timeout: Duration::from_millis(250),
             retry_every: Duration::from_secs(2),
             rules: Rules::default(),
+            alerts: crate::alert::AlertSettings::default(),
         }
     }
 }
@@ -116,6 +122,12 @@ impl Settings {
         if self.retention_days == 0 {
             return Err(Error::Settings(
                 "retention_days must be at least 1, found 0 (events would be pruned as they arrive)".into(),
+            ));
+        }
+        self.alerts.webhook_target()?;
+        if self.alerts.max_attempts == 0 {
+            return Err(Error::Settings(
+                "alerts.max_attempts must be at least 1, found 0".into(),
             ));
         }
         Ok(())

@@ -109,7 +109,10 @@ fn events_are_written_queried_and_duplicates_ignored() {
             other.events(&EventFilter::default()).expect("other").len(),
             10
         );
-        assert_eq!(other.schema_version().expect("version"), 1);
+        assert_eq!(
+            other.schema_version().expect("version"),
+            incidents::store::SCHEMA_VERSION
+        );
     });
 }
 
@@ -689,4 +692,110 @@ fn a_nul_byte_from_a_login_name_never_blocks_the_store() {
         let back = t.store.events(&EventFilter::default()).expect("events");
         assert_eq!(back.len(), 1);
     });
+}
+
+/// The times (ms after T0) at which one address's failed logins reach the store
+/// with the proxy's default back-off: every rejected login is reported, the
+/// first 5 as fast as someone retypes (every 2 s), then one per back-off (1 s,
+/// doubling, capped at 5 minutes).
+fn failed_login_times(n: usize) -> Vec<u64> {
+    let mut times = Vec::new();
+    let (mut t, mut wait) = (0u64, 1_000u64);
+    for i in 0..n {
+        if i < 5 {
+            t = 2_000 * i as u64;
+        } else {
+            t += wait;
+            wait = (wait * 2).min(300_000);
+        }
+        times.push(t);
+    }
+    times
+}
+
+#[test]
+fn repeated_bad_logins_open_exactly_one_access_incident() {
+    both("access", |mut t: TestStore| {
+        let s = &mut t.store;
+        let mut rules = engine();
+        let failures: Vec<_> = failed_login_times(40)
+            .into_iter()
+            .map(|ms| incidents::AuthFailure {
+                time_ms: T0 + ms,
+                client_ip: [10, 1, 4, 66].into(),
+                who: Some("year5".into()),
+            })
+            .collect();
+        let access = |s: &mut Store| {
+            s.incidents(
+                &IncidentFilter {
+                    kind: Some(IncidentKind::Access),
+                    ..IncidentFilter::default()
+                },
+                &dsl(),
+                T0,
+            )
+            .expect("list")
+        };
+        // Nine failures (a pupil fumbling a password) open nothing...
+        s.record(&[], &failures[..9], &mut rules, T0)
+            .expect("record");
+        assert!(access(s).is_empty(), "{}", t.engine);
+        // ... the tenth within 5 minutes opens `access`, and an attack that goes
+        // on for an hour, one batch at a time as the proxy writes them, opens
+        // no second one.
+        for one in failures[9..].chunks(1) {
+            s.record(&[], one, &mut rules, one[0].time_ms)
+                .expect("record");
+        }
+        let opened = access(s);
+        assert_eq!(opened.len(), 1, "{}: {opened:?}", t.engine);
+        assert!(
+            opened[0]
+                .description
+                .contains("10 authentication failures from 10.1.4.66"),
+            "{}",
+            opened[0].description
+        );
+    });
+}
+
+#[test]
+fn a_reload_that_locks_another_category_reaches_the_recorder_from_another_thread() {
+    let t = support::sqlite();
+    let reopen = t.reopen;
+    let mut recorder = incidents::Recorder::new(
+        move || Ok(reopen()),
+        engine(),
+        Arc::new(TestClock(AtomicU64::new(T0))),
+        Duration::from_secs(1),
+    );
+    let updates = recorder.locked_updates();
+    let before = recorder
+        .record(&[event("LK1", Some("amy"), Some("iwf-extra"), 0)], &[])
+        .expect("record");
+    assert_eq!(before.incidents_opened, 0, "not locked yet");
+    // What `hallpass run` does on SIGHUP, from the reload task's thread.
+    let mut locked = LockedCategories::required();
+    locked.0.push("iwf-extra".into());
+    std::thread::spawn(move || updates.set(locked))
+        .join()
+        .expect("reload thread");
+    let after = recorder
+        .record(&[event("LK2", Some("amy"), Some("iwf-extra"), 1)], &[])
+        .expect("record");
+    assert_eq!(after.incidents_opened, 1);
+    let mut store = Store::open_sqlite(&t.dir.path().join("incidents.sqlite3")).expect("open");
+    let illegal = store
+        .incidents(
+            &IncidentFilter {
+                kind: Some(IncidentKind::Illegal),
+                ..IncidentFilter::default()
+            },
+            &dsl(),
+            T0,
+        )
+        .expect("list");
+    assert_eq!(illegal.len(), 1);
+    assert_eq!(illegal[0].references, ["LK2"]);
 }

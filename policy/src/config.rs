@@ -35,6 +35,13 @@ pub struct Config {
     pub accounts: toml::Table,
     /// `[incidents]`, kept as a table for the incidents crate, likewise.
     pub incidents: toml::Table,
+    /// `[console]` (the staff web console and `/metrics`), kept as a table for
+    /// the console crate, likewise.
+    pub console: toml::Table,
+    /// `[pac]`: what `/proxy.pac` and `/wpad.dat` tell devices.
+    pub pac: crate::service::PacSection,
+    /// `[control]`: the socket `hallpass reload` talks to.
+    pub control: crate::service::ControlSection,
 }
 
 /// The format of a list source.
@@ -232,6 +239,16 @@ pub struct IpCidr {
 }
 
 impl IpCidr {
+    /// The network address, as written.
+    pub fn network(&self) -> IpAddr {
+        self.network
+    }
+
+    /// The prefix length in bits.
+    pub fn prefix(&self) -> u8 {
+        self.prefix
+    }
+
     /// Whether `ip` is in the range (IPv4-mapped IPv6 addresses count as IPv4).
     pub fn contains(&self, ip: IpAddr) -> bool {
         match (self.network, canonical_ip(ip)) {
@@ -309,6 +326,12 @@ struct RawConfig {
     accounts: toml::Table,
     #[serde(default)]
     incidents: toml::Table,
+    #[serde(default)]
+    console: toml::Table,
+    #[serde(default)]
+    pac: crate::service::PacSection,
+    #[serde(default)]
+    control: crate::service::ControlSection,
 }
 
 #[derive(Deserialize)]
@@ -362,6 +385,9 @@ impl Config {
             proxy: raw.proxy,
             accounts: raw.accounts,
             incidents: raw.incidents,
+            console: raw.console,
+            pac: raw.pac,
+            control: raw.control,
         })
     }
 }

@@ -339,10 +339,16 @@ fn quote(host: &str) -> String {
 ///
 /// A [`HostError`] naming what was expected and what was found.
 pub fn canonicalize(input: &str) -> Result<CanonicalHost, HostError> {
-    match fast_path(input) {
-        Some(text) => Ok(CanonicalHost::domain(text)),
-        None => canonicalize_without_fast_path(input),
+    if let Some(text) = fast_path(input) {
+        return Ok(CanonicalHost::domain(text));
     }
+    // A plain dotted quad (four decimal octets, no leading zeros: the only form
+    // std accepts) means the same address to the URL standard; every other
+    // spelling (octal, hex, fewer parts, a trailing dot) takes the full parse.
+    if let Ok(ip) = input.parse::<std::net::Ipv4Addr>() {
+        return Ok(CanonicalHost::from_ipv4(ip));
+    }
+    canonicalize_without_fast_path(input)
 }
 
 /// [`canonicalize`] without the fast path for names that are already canonical:
@@ -630,6 +636,27 @@ fn may_be_ipv4_number(label: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_dotted_quad_fast_path_agrees_with_the_full_parse() {
+        for input in [
+            "127.0.0.1",
+            "255.255.255.255",
+            "0.0.0.0",
+            "010.0.0.1",
+            "1.2.3.4.",
+            "0x7f.1",
+            "127.1",
+            "256.1.1.1",
+            "1.2.3.04",
+        ] {
+            assert_eq!(
+                canonicalize(input).map(|h| h.to_string()),
+                canonicalize_without_fast_path(input).map(|h| h.to_string()),
+                "{input}"
+            );
+        }
+    }
 
     #[test]
     fn fast_path_takes_plain_names_only() {

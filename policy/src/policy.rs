@@ -969,6 +969,29 @@ impl Policy {
         self.bands.iter().map(|b| &b.band)
     }
 
+    /// The categories a band blocks, in the order written, with where each is
+    /// named; `None` for an unknown band.
+    pub fn band_blocks(&self, band: &str) -> Option<Vec<(&Category, &Location)>> {
+        let rules = self.bands.iter().find(|b| &*b.band.name == band)?;
+        Some(
+            rules
+                .block
+                .iter()
+                .map(|(ci, at)| (&self.categories[*ci], at))
+                .collect(),
+        )
+    }
+
+    /// The approved services a band names, in policy order; `None` for an
+    /// unknown band.
+    pub fn band_services(&self, band: &str) -> Option<Vec<&Service>> {
+        let rules = self.bands.iter().find(|b| &*b.band.name == band)?;
+        let mut used: Vec<usize> = rules.services.values().map(|(si, _)| *si).collect();
+        used.sort_unstable();
+        used.dedup();
+        Some(used.into_iter().map(|si| &self.services[si]).collect())
+    }
+
     /// The groups.
     pub fn groups(&self) -> &[Group] {
         &self.groups
@@ -1020,6 +1043,20 @@ impl Policy {
             return false;
         }
         !host_suffixes(host).any(|s| self.no_intercept.contains(s))
+    }
+
+    /// Whether an explicit allow entry of the group's band could open *some*
+    /// URL on `host` although the host as a whole is blocked by a category or
+    /// the band's default: a URL-prefix entry on the host or a parent
+    /// (`bbc.co.uk/bitesize` for `www.bbc.co.uk`). A CONNECT to such a host
+    /// must be intercepted and each request decided on its whole URL, instead
+    /// of showing the block page for the host. Ranks above allow (the locked
+    /// baseline, deny entries) still close the host whatever this says. Allow
+    /// *keywords* do not count: they could name any host, and opening every
+    /// blocked host to look for them would dial sites the policy blocks.
+    pub fn may_allow_paths_on(&self, group: GroupId, host: &CanonicalHost) -> bool {
+        let rules = &self.bands[self.group_band[usize::from(group.0)]];
+        host_suffixes(host).any(|s| rules.allow.urls.contains_key(s))
     }
 
     /// Decides a request for a group, given the lists that contain it

@@ -163,7 +163,8 @@ pub fn parse_basic(headers: &HeaderMap) -> Result<Option<Credentials>, Malformed
 pub struct Denied {
     /// Back-off in force: answer `429` with this `Retry-After`.
     pub retry_after: Option<Duration>,
-    /// The verifier asks for an `auth-failure` event.
+    /// A login was checked and rejected: worth an `auth-failure` event (the
+    /// incident rules decide when failures are repeated enough for `access`).
     pub report: bool,
     /// The account tried, only when it exists (never a free-typed name, which
     /// may be a password typed in the wrong field).
@@ -399,9 +400,9 @@ impl Authenticator {
         .await;
         match checked {
             Ok(Ok(login)) => Ok(login),
-            Ok(Err(AuthFailure::Rejected { report })) => Err(Denied {
+            Ok(Err(AuthFailure::Rejected)) => Err(Denied {
                 retry_after: None,
-                report,
+                report: true,
                 account,
                 reason: "rejected",
             }),

@@ -310,6 +310,11 @@ impl Leaf {
     pub fn config(&self, h2: bool) -> Arc<ServerConfig> {
         if h2 { self.h2.clone() } else { self.h1.clone() }
     }
+
+    /// When it was minted.
+    pub fn minted(&self) -> Instant {
+        self.minted
+    }
 }
 
 type Slot = Arc<OnceCell<Arc<Leaf>>>;

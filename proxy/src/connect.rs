@@ -6,7 +6,10 @@
 //! 1. The port must be allowed, and the name is decided, before anything is
 //!    resolved or dialled.
 //! 2. A blocked name is intercepted (no upstream connection at all) to show the
-//!    block page inside TLS; without a CA it gets a `403`.
+//!    block page inside TLS; without a CA it gets a `403`. Except: a name blocked
+//!    only by a category or the band's default, where an allow entry names some
+//!    of its URLs, is dialled and always intercepted, and each request inside is
+//!    decided on its whole URL.
 //! 3. An allowed name is resolved and dialled *before* the `200`, so a refused or
 //!    unreachable destination is an honest `403`/`502`, not a dead tunnel.
 //! 4. The tunnel is intercepted ([`mitm`](crate::mitm)) unless interception is off
@@ -20,7 +23,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use policy::event::BlockKind;
 use policy::host::{CanonicalHost, canonicalize};
-use policy::{Action, Band, GroupId};
+use policy::{Action, Band, GroupId, Rank};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tracing::Instrument;
@@ -56,41 +59,60 @@ pub(crate) async fn handle(
     };
     let band = band.clone();
     let url = connect_url(&host, port);
-    let refusal = |kind, page, reason: &str, verdict: Option<&policy::Verdict>| {
-        Refusal {
-            kind,
-            page,
-            reason,
-            url: url.redacted(),
-            method: "CONNECT",
-            verdict,
-        }
-        .into_owned_page(&shared, &conn, &identity, &band)
-    };
 
     if !shared.dialer.destinations.port_allowed(port) {
         access.verdict = "block";
         let reason = format!("the web filter does not open connections to port {port}");
-        return refusal(BlockKind::Destination, PageKind::Blocked, &reason, None).response();
+        return connect_refusal(
+            BlockKind::Destination,
+            PageKind::Blocked,
+            &reason,
+            &url,
+            None,
+        )
+        .into_owned_page(&shared, &conn, &identity, &band)
+        .await
+        .response();
     }
     let decision = decide(&shared, &snap, group, &url);
     let tunnel = TunnelName {
         host: host.clone(),
         port,
     };
+    // A host blocked only by a category or the default, where an allow entry
+    // names some of its URLs (`bbc.co.uk/bitesize` for KS1), is opened and
+    // intercepted: every request inside is decided on its whole URL, so the
+    // allowed pages load and the rest get the block page.
+    let opens_paths = |d: &filter::Decision| {
+        shared.leaves.is_some()
+            && matches!(d.verdict.rank, Rank::Category | Rank::Default)
+            && snap.policy.may_allow_paths_on(group, &host)
+    };
     let (decision, page) = match decision {
         Ok(d) if d.verdict.action == Action::Allow => (d, None),
+        Ok(d) if opens_paths(&d) => (d, None),
         Ok(d) => {
-            let page = refusal(
+            let page = connect_refusal(
                 BlockKind::Policy,
                 PageKind::Blocked,
                 &d.verdict.reason,
+                &url,
                 Some(&d.verdict),
-            );
+            )
+            .into_owned_page(&shared, &conn, &identity, &band)
+            .await;
             (d, Some(page))
         }
         Err(reason) => {
-            let page = refusal(BlockKind::DecisionFailed, PageKind::Blocked, reason, None);
+            let page = connect_refusal(
+                BlockKind::DecisionFailed,
+                PageKind::Blocked,
+                reason,
+                &url,
+                None,
+            )
+            .into_owned_page(&shared, &conn, &identity, &band)
+            .await;
             return blocked_tunnel(shared, conn, tunnel, page, req, access);
         }
     };
@@ -108,11 +130,16 @@ pub(crate) async fn handle(
             } else {
                 "block"
             };
-            return refusal(kind, page, &reason, None).response();
+            return connect_refusal(kind, page, &reason, &url, None)
+                .into_owned_page(&shared, &conn, &identity, &band)
+                .await
+                .response();
         }
     };
     access.verdict = "allow";
-    let intercept = shared.leaves.is_some() && filter::intercept(&snap, &host, decision.mask);
+    let intercept = shared.leaves.is_some()
+        && (decision.verdict.action == Action::Block
+            || filter::intercept(&snap, &host, decision.mask));
     let task_shared = shared.clone();
     spawn_tunnel(&shared, async move {
         let Some(client) = upgraded(req).await else {
@@ -140,15 +167,35 @@ fn decide(
     })
 }
 
+/// The refusal of a CONNECT (the closure form cannot name its lifetimes).
+fn connect_refusal<'a>(
+    kind: BlockKind,
+    page: PageKind,
+    reason: &'a str,
+    url: &policy::CanonicalUrl,
+    verdict: Option<&'a policy::Verdict>,
+) -> Refusal<'a> {
+    Refusal {
+        kind,
+        page,
+        reason,
+        url: url.redacted(),
+        method: "CONNECT",
+        verdict,
+    }
+}
+
 impl Refusal<'_> {
-    fn into_owned_page(
+    async fn into_owned_page(
         self,
         shared: &Shared,
         conn: &ConnInfo,
         identity: &Identity,
         band: &Band,
     ) -> ServedPage {
-        shared.refusal_page(conn, Some(identity), Some(&band.name), self)
+        shared
+            .refusal_page(conn, Some(identity), Some(&band.name), self)
+            .await
     }
 }
 
@@ -183,7 +230,7 @@ pub(crate) fn spawn_tunnel(
 ) {
     let active = shared.active.enter();
     let mut phase = shared.phase.clone();
-    let span = tracing::info_span!("tunnel");
+    let span = tracing::debug_span!("tunnel");
     tokio::spawn(
         async move {
             tokio::select! {
@@ -297,19 +344,21 @@ async fn splice_checked(
                 "the connection asked for another site ({}) than the one it opened",
                 sni.chars().take(100).collect::<String>()
             );
-            let _ = shared.refusal_page(
-                &conn,
-                Some(&identity),
-                Some(&band.name),
-                Refusal {
-                    kind: BlockKind::Fronting,
-                    page: PageKind::Blocked,
-                    reason: &reason,
-                    url,
-                    method: "CONNECT",
-                    verdict: None,
-                },
-            );
+            let _ = shared
+                .refusal_page(
+                    &conn,
+                    Some(&identity),
+                    Some(&band.name),
+                    Refusal {
+                        kind: BlockKind::Fronting,
+                        page: PageKind::Blocked,
+                        reason: &reason,
+                        url,
+                        method: "CONNECT",
+                        verdict: None,
+                    },
+                )
+                .await;
             tracing::info!(sni = %sni, "spliced tunnel closed: SNI differs from the CONNECT name");
             return;
         }

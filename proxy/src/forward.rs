@@ -327,7 +327,7 @@ where
 
 /// The page for an upstream that was refused (403, a block event) or could not
 /// be reached (502, no event).
-pub(crate) fn upstream_failure_page(
+pub(crate) async fn upstream_failure_page(
     shared: &Shared,
     conn: &ConnInfo,
     identity: &Identity,
@@ -338,19 +338,21 @@ pub(crate) fn upstream_failure_page(
 ) -> Response<Body> {
     tracing::info!(error = %e, "upstream failed");
     let (kind, page, reason) = failure_words(e);
-    shared.refuse(
-        conn,
-        Some(identity),
-        Some(&band.name),
-        Refusal {
-            kind,
-            page,
-            reason: &reason,
-            url: url.redacted(),
-            method,
-            verdict: None,
-        },
-    )
+    shared
+        .refuse(
+            conn,
+            Some(identity),
+            Some(&band.name),
+            Refusal {
+                kind,
+                page,
+                reason: &reason,
+                url: url.redacted(),
+                method,
+                verdict: None,
+            },
+        )
+        .await
 }
 
 /// How an upstream failure is shown.

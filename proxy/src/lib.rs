@@ -37,13 +37,16 @@ pub mod forward;
 pub mod framing;
 pub mod idle;
 pub mod listen;
+pub mod metrics;
 pub mod mitm;
+pub mod pac;
 pub mod pages;
 mod request;
 pub mod safe_search;
 pub mod snapshot;
 pub mod target;
 pub mod upstream;
+pub mod verdict_headers;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -57,6 +60,7 @@ use policy::config::{Config, DestinationRule};
 
 pub use arc_swap;
 pub use listen::Server;
+pub use prometheus;
 pub use upstream::{Resolve, SystemResolver};
 
 use crate::ca::{CaError, CertificateAuthority};
@@ -229,6 +233,7 @@ pub struct ProxyBuilder {
     extra_own_addrs: Vec<SocketAddr>,
     verifier: Option<(Arc<accounts::Verifier>, usize)>,
     accounts_poll: Duration,
+    metrics: Option<Arc<metrics::ProxyMetrics>>,
 }
 
 /// How often the accounts file's stamp is checked by default: a `hallpass
@@ -247,6 +252,7 @@ impl ProxyBuilder {
             extra_own_addrs: Vec::new(),
             verifier: None,
             accounts_poll: DEFAULT_ACCOUNTS_POLL,
+            metrics: None,
         }
     }
 
@@ -291,6 +297,13 @@ impl ProxyBuilder {
     /// [`DEFAULT_ACCOUNTS_POLL`]).
     pub fn accounts_poll(mut self, every: Duration) -> Self {
         self.accounts_poll = every.max(Duration::from_millis(10));
+        self
+    }
+
+    /// Counts into these metrics (registered in the registry `/metrics`
+    /// serves) instead of a private set nobody reads.
+    pub fn metrics(mut self, metrics: Arc<metrics::ProxyMetrics>) -> Self {
+        self.metrics = Some(metrics);
         self
     }
 

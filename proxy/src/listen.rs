@@ -81,8 +81,13 @@ pub(crate) async fn bind(b: ProxyBuilder) -> Result<Server, ProxyError> {
         None => Box::new(JsonLinesSink::in_state_dir(&settings.state_dir)?),
     };
     let spool = settings.state_dir.join("events.spool.jsonl");
-    let (events, writer) =
-        EventQueue::start(sink, settings.event_queue, spool).map_err(ProxyError::EventWriter)?;
+    let (events, writer) = EventQueue::start(sink, settings.event_queue, spool.clone())
+        .map_err(ProxyError::EventWriter)?;
+    let metrics = b
+        .metrics
+        .unwrap_or_else(crate::metrics::ProxyMetrics::unregistered);
+    metrics.set_sources(events.counters_handle(), spool);
+    metrics.prepare(&b.snapshots.load());
     let own: Vec<SocketAddr> = listeners
         .iter()
         .map(|(_, local)| *local)
@@ -119,6 +124,7 @@ pub(crate) async fn bind(b: ProxyBuilder) -> Result<Server, ProxyError> {
         phase: phase_rx,
         next_conn: AtomicU64::new(1),
         auth: crate::auth::Authenticator::new(verifier, max_concurrent_hashes),
+        metrics,
     });
     Ok(Server {
         listeners,
@@ -246,7 +252,7 @@ async fn accept_loop(listener: TcpListener, local: SocketAddr, shared: Arc<Share
             tracing::debug!(error = %e, "set_nodelay failed");
         }
         let id = shared.next_conn.fetch_add(1, Ordering::Relaxed);
-        let span = tracing::info_span!("conn", id, peer = %peer, listener = %local);
+        let span = tracing::debug_span!("conn", id, peer = %peer, listener = %local);
         let active = shared.active.enter();
         let conn = Arc::new(ConnInfo::new(peer, stream.local_addr().unwrap_or(local)));
         let task_shared = shared.clone();

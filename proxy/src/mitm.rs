@@ -148,8 +148,13 @@ async fn finish_handshake(
     h2: bool,
 ) -> Option<(TlsStream<ClientIo>, bool)> {
     let leaves = shared.leaves.as_ref()?;
+    let asked = std::time::Instant::now();
     let leaf = match leaves.get(name).await {
-        Ok(leaf) => leaf,
+        Ok(leaf) => {
+            // A leaf minted before this call was served from the cache.
+            shared.metrics.leaf(leaf.minted() < asked);
+            leaf
+        }
         Err(e) => {
             tracing::error!(error = %e, "leaf certificate could not be minted");
             return None;
@@ -163,15 +168,18 @@ async fn finish_handshake(
     .await
     {
         Ok(Ok(tls)) => {
+            shared.metrics.tls_handshake(true);
             let is_h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
             Some((tls, is_h2))
         }
         Ok(Err(e)) => {
             // Typically the device does not trust the school CA yet.
+            shared.metrics.tls_handshake(false);
             tracing::info!(error = %e, "client TLS handshake failed");
             None
         }
         Err(_) => {
+            shared.metrics.tls_handshake(false);
             tracing::info!("client TLS handshake timed out");
             None
         }
@@ -234,19 +242,16 @@ pub(crate) async fn serve_intercepted(
             .resolve(&snap.policy)
             .map(|(_, b)| b.name.to_string())
     };
-    let refuse = |kind, page, reason: &str| {
-        shared.refusal_page(
+    let refuse = |kind, page, reason: String| {
+        refuse_opening(
+            &shared,
             &conn,
-            Some(&identity),
+            &identity,
             band_name.as_deref(),
-            Refusal {
-                kind,
-                page,
-                reason,
-                url: request_url_text(&tunnel),
-                method: "CONNECT",
-                verdict: None,
-            },
+            &tunnel,
+            kind,
+            page,
+            reason,
         )
     };
 
@@ -258,7 +263,7 @@ pub(crate) async fn serve_intercepted(
                     "the connection asked for another site ({}) than the one it opened",
                     sni.chars().take(100).collect::<String>()
                 );
-                let page = refuse(BlockKind::Fronting, PageKind::Blocked, &reason);
+                let page = refuse(BlockKind::Fronting, PageKind::Blocked, reason).await;
                 let name = parsed.unwrap_or_else(|_| tunnel.host.clone());
                 let Some((tls, is_h2)) = finish_handshake(&shared, hello, &name, true).await else {
                     return;
@@ -278,7 +283,7 @@ pub(crate) async fn serve_intercepted(
         Err(e) => {
             tracing::info!(error = %e, "upstream TLS failed");
             let (kind, page_kind, reason) = forward::failure_words(&e);
-            let page = refuse(kind, page_kind, &reason);
+            let page = refuse(kind, page_kind, reason).await;
             let Some((tls, is_h2)) = finish_handshake(&shared, hello, &tunnel.host, true).await
             else {
                 return;
@@ -304,7 +309,7 @@ pub(crate) async fn serve_intercepted(
                 &conn,
                 client_tls,
                 client_h2,
-                refuse(kind, page_kind, &reason),
+                refuse(kind, page_kind, reason).await,
             )
             .await;
         }
@@ -359,6 +364,36 @@ async fn serve_plain_tunnel(
     serve_client(&shared, client, false, Some(gate), svc).await;
 }
 
+/// The page for a tunnel refused while it opens (SNI, upstream TLS), with its
+/// event durable.
+#[allow(clippy::too_many_arguments)]
+async fn refuse_opening(
+    shared: &Shared,
+    conn: &ConnInfo,
+    identity: &Identity,
+    band_name: Option<&str>,
+    tunnel: &TunnelName,
+    kind: BlockKind,
+    page: PageKind,
+    reason: String,
+) -> ServedPage {
+    shared
+        .refusal_page(
+            conn,
+            Some(identity),
+            band_name,
+            Refusal {
+                kind,
+                page,
+                reason: &reason,
+                url: request_url_text(tunnel),
+                method: "CONNECT",
+                verdict: None,
+            },
+        )
+        .await
+}
+
 fn request_url_text(tunnel: &TunnelName) -> String {
     crate::request::connect_url(&tunnel.host, tunnel.port).redacted()
 }
@@ -374,16 +409,27 @@ async fn serve_static<I>(
 {
     let page = Arc::new(page);
     let conn = conn.clone();
+    let metrics = shared.metrics.clone();
     let svc = service_fn(move |req: Request<Incoming>| {
         let page = page.clone();
         let conn = conn.clone();
+        let metrics = metrics.clone();
+        let started = std::time::Instant::now();
         async move {
-            let response = violation_response(&req).unwrap_or_else(|| page.response());
+            let violation = violation_response(&req);
+            let verdict = if violation.is_some() {
+                "refused"
+            } else {
+                "block"
+            };
+            let mut response = violation.unwrap_or_else(|| page.response());
+            crate::verdict_headers::mark(&mut response, verdict, None);
             let access = Access {
                 who: page.who.clone(),
                 group: page.group.clone(),
                 url: Some(page.url.clone()),
-                verdict: "block",
+                verdict,
+                safe_search: None,
             };
             log_access(
                 &tracing::Span::current(),
@@ -392,6 +438,7 @@ async fn serve_static<I>(
                 &access,
                 response.status(),
             );
+            metrics.request(access.verdict, started.elapsed());
             Ok::<_, Infallible>(response)
         }
     });
@@ -496,7 +543,7 @@ async fn handle_tunneled(
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
     let method = req.method().to_string();
-    let span = tracing::info_span!(
+    let span = tracing::debug_span!(
         "request",
         method = %method,
         host = %ctx.tunnel.host,
@@ -505,6 +552,7 @@ async fn handle_tunneled(
         verdict = tracing::field::Empty,
     );
     let span_in = span.clone();
+    let started = std::time::Instant::now();
     async move {
         let number = ctx.requests.fetch_add(1, Ordering::Relaxed) + 1;
         let mut access = Access {
@@ -513,28 +561,37 @@ async fn handle_tunneled(
             ..Access::default()
         };
         let routed = CatchUnwind(Box::pin(route_tunneled(&ctx, req, &mut access))).await;
-        let response = routed.unwrap_or_else(|message| {
-            tracing::error!(panic = %message, "request handling panicked: failing closed");
-            access.verdict = "block";
-            ctx.shared.refuse(
-                &ctx.conn,
-                Some(&ctx.identity),
-                None,
-                Refusal {
-                    kind: BlockKind::DecisionFailed,
-                    page: PageKind::Blocked,
-                    reason: crate::request::FAIL_CLOSED_REASON,
-                    url: access.url.clone().unwrap_or_default(),
-                    method: &method,
-                    verdict: None,
-                },
-            )
-        });
+        let mut response = match routed {
+            Ok(response) => response,
+            Err(message) => {
+                tracing::error!(panic = %message, "request handling panicked: failing closed");
+                access.verdict = "block";
+                ctx.shared
+                    .refuse(
+                        &ctx.conn,
+                        Some(&ctx.identity),
+                        None,
+                        Refusal {
+                            kind: BlockKind::DecisionFailed,
+                            page: PageKind::Blocked,
+                            reason: crate::request::FAIL_CLOSED_REASON,
+                            url: access.url.clone().unwrap_or_default(),
+                            method: &method,
+                            verdict: None,
+                        },
+                    )
+                    .await
+            }
+        };
         ctx.gate.settle(
             number,
             response.status() == http::StatusCode::SWITCHING_PROTOCOLS,
         );
+        crate::verdict_headers::mark(&mut response, access.verdict, access.safe_search.take());
         log_access(&span_in, &ctx.conn, &method, &access, response.status());
+        ctx.shared
+            .metrics
+            .request(access.verdict, started.elapsed());
         Ok(response)
     }
     .instrument(span)
@@ -563,35 +620,30 @@ async fn route_tunneled(
     let method = req.method().to_string();
     let Some((group, band)) = ctx.identity.resolve(&snap.policy) else {
         access.verdict = "block";
-        return shared.refuse(
-            &ctx.conn,
-            Some(&ctx.identity),
-            None,
-            Refusal {
-                kind: BlockKind::DecisionFailed,
-                page: PageKind::Blocked,
-                reason: "your group is not in the school's filtering policy any more",
-                url: request_url_text(&ctx.tunnel),
-                method: &method,
-                verdict: None,
-            },
-        );
+        return shared
+            .refuse(
+                &ctx.conn,
+                Some(&ctx.identity),
+                None,
+                Refusal {
+                    kind: BlockKind::DecisionFailed,
+                    page: PageKind::Blocked,
+                    reason: "your group is not in the school's filtering policy any more",
+                    url: request_url_text(&ctx.tunnel),
+                    method: &method,
+                    verdict: None,
+                },
+            )
+            .await;
     };
     tracing::Span::current().record("band", &*band.name);
-    let refuse = |kind, reason: &str, url: String, verdict| {
-        shared.refuse(
-            &ctx.conn,
-            Some(&ctx.identity),
-            Some(&band.name),
-            Refusal {
-                kind,
-                page: PageKind::Blocked,
-                reason,
-                url,
-                method: &method,
-                verdict,
-            },
-        )
+    let refuse = |kind, reason, url, verdict| Refusal {
+        kind,
+        page: PageKind::Blocked,
+        reason,
+        url,
+        method: &method,
+        verdict,
     };
     let (parts, body) = req.into_parts();
     if parts.method == http::Method::CONNECT {
@@ -608,12 +660,19 @@ async fn route_tunneled(
             access.url = Some(request_url_text(&ctx.tunnel));
             let reason =
                 format!("the page asked for another site ({found}) than the one it opened");
-            return refuse(
-                BlockKind::Fronting,
-                &reason,
-                request_url_text(&ctx.tunnel),
-                None,
-            );
+            return shared
+                .refuse(
+                    &ctx.conn,
+                    Some(&ctx.identity),
+                    Some(&band.name),
+                    refuse(
+                        BlockKind::Fronting,
+                        &reason,
+                        request_url_text(&ctx.tunnel),
+                        None,
+                    ),
+                )
+                .await;
         }
         Err(e) => {
             access.verdict = "refused";
@@ -626,24 +685,39 @@ async fn route_tunneled(
         Err(e) => {
             tracing::error!(error = %e, "decision failed: blocking");
             access.verdict = "block";
-            return refuse(
-                BlockKind::DecisionFailed,
-                crate::request::FAIL_CLOSED_REASON,
-                url.redacted(),
-                None,
-            );
+            return shared
+                .refuse(
+                    &ctx.conn,
+                    Some(&ctx.identity),
+                    Some(&band.name),
+                    refuse(
+                        BlockKind::DecisionFailed,
+                        crate::request::FAIL_CLOSED_REASON,
+                        url.redacted(),
+                        None,
+                    ),
+                )
+                .await;
         }
     };
     access.verdict = decision.verdict.action.as_str();
     if decision.verdict.action == Action::Block {
-        return refuse(
-            BlockKind::Policy,
-            &decision.verdict.reason,
-            url.redacted(),
-            Some(&decision.verdict),
-        );
+        return shared
+            .refuse(
+                &ctx.conn,
+                Some(&ctx.identity),
+                Some(&band.name),
+                refuse(
+                    BlockKind::Policy,
+                    &decision.verdict.reason,
+                    url.redacted(),
+                    Some(&decision.verdict),
+                ),
+            )
+            .await;
     }
     let band: Band = band.clone();
+    access.safe_search = crate::request::forced_search(&band, &url, &parts);
     match forward_tunneled(ctx, &url, &band, parts, body, client_upgrade).await {
         Ok(response) => response,
         Err(e) => {
@@ -657,6 +731,7 @@ async fn route_tunneled(
                 &method,
                 &e,
             )
+            .await
         }
     }
 }

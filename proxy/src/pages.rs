@@ -4,7 +4,8 @@
 //! In: an origin-form request (or an absolute-form one naming the proxy itself).
 //! Out: `GET /hallpass-ca.crt` (the CA certificate in PEM, never the key), `GET /`
 //! (install instructions), `GET /review?ref=...` (records a review request as a
-//! block event of kind `review-request` and thanks the pupil). Refused: other
+//! block event of kind `review-request` and thanks the pupil), `GET /proxy.pac`
+//! and `GET /wpad.dat` (automatic proxy configuration, see [`crate::pac`]). Refused: other
 //! paths (404) and other methods (405). No login is needed: devices must be able
 //! to fetch the certificate before anything else works.
 use std::sync::Arc;
@@ -22,7 +23,7 @@ use crate::snapshot::Snapshot;
 pub const CA_PATH: &str = "/hallpass-ca.crt";
 
 /// Serves one of the proxy's own pages.
-pub(crate) fn serve(
+pub(crate) async fn serve(
     shared: &Arc<Shared>,
     conn: &ConnInfo,
     snap: &Snapshot,
@@ -40,8 +41,9 @@ pub(crate) fn serve(
         .unwrap_or((path_and_query, ""));
     match path {
         CA_PATH => ca_certificate(shared),
+        p if crate::pac::PATHS.contains(&p) => pac_file(shared, conn, snap),
         "/" => page_response(StatusCode::OK, instructions(shared, conn)),
-        "/review" => review(shared, conn, snap, parts, query),
+        "/review" => review(shared, conn, snap, parts, query).await,
         _ => plain_refusal(StatusCode::NOT_FOUND, "no such page on the web filter"),
     }
 }
@@ -71,6 +73,23 @@ fn ca_certificate(shared: &Shared) -> Response<Body> {
     response
 }
 
+/// The PAC file of the running configuration (a reload changes it).
+fn pac_file(shared: &Shared, conn: &ConnInfo, snap: &Snapshot) -> Response<Body> {
+    let text = crate::pac::render(&snap.config.pac, &shared.own_authority(conn));
+    let mut response = Response::new(crate::full_body(text));
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(crate::pac::MIME),
+    );
+    // Devices re-read it when it changes; they need not ask on every request.
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("max-age=300"),
+    );
+    response
+}
+
 fn instructions(shared: &Shared, conn: &ConnInfo) -> String {
     let link = format!("http://{}{CA_PATH}", shared.own_authority(conn));
     let link = escape(&link);
@@ -90,7 +109,7 @@ fn instructions(shared: &Shared, conn: &ConnInfo) -> String {
     )
 }
 
-fn review(
+async fn review(
     shared: &Arc<Shared>,
     conn: &ConnInfo,
     snap: &Snapshot,
@@ -121,19 +140,21 @@ fn review(
         .map(|(_, b)| b.name.to_string());
     // The review request is an event of its own; its page is not shown (the
     // thank-you page below is), so its own reference is only for the record.
-    let _ = shared.refusal_page(
-        conn,
-        identity.as_ref(),
-        band.as_deref(),
-        Refusal {
-            kind: BlockKind::ReviewRequest,
-            page: PageKind::Blocked,
-            reason: "review requested",
-            url: format!("ref:{reference}"),
-            method: "GET",
-            verdict: None,
-        },
-    );
+    let _ = shared
+        .refusal_page(
+            conn,
+            identity.as_ref(),
+            band.as_deref(),
+            Refusal {
+                kind: BlockKind::ReviewRequest,
+                page: PageKind::Blocked,
+                reason: "review requested",
+                url: format!("ref:{reference}"),
+                method: "GET",
+                verdict: None,
+            },
+        )
+        .await;
     let html = format!(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Review requested</title></head><body>\n\
 <h1>Thank you</h1>\n<p>Your request to check this page has been sent to the school. Reference: <strong>{}</strong>.</p>\n\

@@ -291,7 +291,7 @@ fn write_accounts(
     )
 }
 
-fn write_config(dir: &Path, origin_ca: &OriginCa, origins: &[SocketAddr], options: &Options) {
+pub fn write_config(dir: &Path, origin_ca: &OriginCa, origins: &[SocketAddr], options: &Options) {
     let lists = dir.join("lists/t");
     for (list, entries) in [
         ("child-abuse", "child-abuse.hallpass-test.invalid\n"),

@@ -1,10 +1,13 @@
 //! The incident store: one schema on SQLite or PostgreSQL.
 //!
 //! In: a [`StoreLocation`] (a SQLite file, or a `postgres://` URL). Out: a
-//! [`Store`] whose schema has been migrated to this build's version
-//! ([`SCHEMA_VERSION`]), one migration per transaction. Refused: a database whose
-//! schema is newer than this build (an older binary must not write to it), and
-//! any URL that is neither.
+//! [`Store`] with every migration of this build applied: each one the
+//! database has not recorded in `schema_version` (one row per applied
+//! version), in order, all in one transaction. So a migration numbered below
+//! one already applied (branches that each added one) is still applied.
+//! Refused: a database that records a version this build does not know (a
+//! newer binary wrote it, and an older one must not), and any URL that is
+//! neither.
 //!
 //! Tables: `events` (the raw block log, `reference` UNIQUE so a replayed event is
 //! stored once), `auth_failures`, `incidents` (the schools' incident-log fields),
@@ -19,6 +22,7 @@ use std::path::Path;
 
 use policy::event::{BlockEvent, BlockKind};
 
+use crate::alert::AlertStatus;
 use crate::error::Error;
 use crate::evidence::Evidence;
 use crate::model::{
@@ -26,14 +30,20 @@ use crate::model::{
     IncidentKind, NewIncident, Role, SignOff, State, Subject, Urgency, actions_from_text,
     actions_to_text,
 };
+use crate::reporting::{
+    BlockCount, Closure, FilterCheck, FilterCheckResult, KindCount, NewFilterCheck,
+};
 use crate::review::{self, Step};
 use crate::settings::StoreLocation;
 
+#[cfg(test)]
+mod migration_tests;
 mod postgres;
+mod reports;
 mod sqlite;
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// One schema migration, written once per engine.
 pub(crate) struct Migration {
@@ -43,11 +53,51 @@ pub(crate) struct Migration {
 }
 
 /// Every migration, oldest first. Never edit a released one: add the next.
-pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    sqlite: include_str!("migrations/0001_sqlite.sql"),
-    postgres: include_str!("migrations/0001_postgres.sql"),
-}];
+pub(crate) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        sqlite: include_str!("migrations/0001_sqlite.sql"),
+        postgres: include_str!("migrations/0001_postgres.sql"),
+    },
+    Migration {
+        version: 2,
+        sqlite: include_str!("migrations/0002_sqlite.sql"),
+        postgres: include_str!("migrations/0002_postgres.sql"),
+    },
+    Migration {
+        version: 3,
+        sqlite: include_str!("migrations/0003_sqlite.sql"),
+        postgres: include_str!("migrations/0003_postgres.sql"),
+    },
+];
+
+/// The migrations of `all` that `recorded` (the versions in the database's
+/// `schema_version`) does not have, in order. A recorded version that is not
+/// in `all` is refused: that database was written by a build this one does
+/// not know.
+pub(crate) fn pending<'a>(
+    all: &'a [Migration],
+    recorded: &[u32],
+) -> Result<Vec<&'a Migration>, Error> {
+    let unknown: Vec<String> = recorded
+        .iter()
+        .filter(|v| !all.iter().any(|m| m.version == **v))
+        .map(u32::to_string)
+        .collect();
+    if !unknown.is_empty() {
+        let known: Vec<String> = all.iter().map(|m| m.version.to_string()).collect();
+        return Err(Error::Schema(format!(
+            "the database has schema version {} applied, which this build does not know \
+             (it knows {}): it was written by another hallpass build; upgrade hallpass",
+            unknown.join(", "),
+            known.join(", ")
+        )));
+    }
+    Ok(all
+        .iter()
+        .filter(|m| !recorded.contains(&m.version))
+        .collect())
+}
 
 /// A newly stored item handed to the rules inside the write transaction.
 pub(crate) enum Fresh<'a> {
@@ -93,6 +143,21 @@ pub(crate) trait Engine: Send {
     fn audit_trail(&mut self, number: u64) -> Result<Vec<AuditEntry>, Error>;
     fn delete(&mut self, number: u64, audit: &AuditEntry) -> Result<bool, Error>;
     fn prune(&mut self, before_ms: u64) -> Result<u64, Error>;
+    fn record_filter_check(&mut self, check: &NewFilterCheck) -> Result<u64, Error>;
+    fn filter_checks(
+        &mut self,
+        since_ms: u64,
+        until_ms: u64,
+        limit: u64,
+    ) -> Result<Vec<FilterCheck>, Error>;
+    fn filter_check_by_id(&mut self, id: u64) -> Result<Option<FilterCheck>, Error>;
+    fn filter_check_results(&mut self, id: u64) -> Result<Vec<FilterCheckResult>, Error>;
+    fn block_counts(&mut self, since_ms: u64, until_ms: u64) -> Result<Vec<BlockCount>, Error>;
+    fn opened_counts(&mut self, since_ms: u64, until_ms: u64) -> Result<Vec<KindCount>, Error>;
+    fn closures(&mut self, since_ms: u64, until_ms: u64) -> Result<Vec<Closure>, Error>;
+    fn due_alerts(&mut self, now_ms: u64, limit: usize) -> Result<Vec<u64>, Error>;
+    fn alert_status(&mut self, number: u64) -> Result<Option<AlertStatus>, Error>;
+    fn save_alert(&mut self, number: u64, status: &AlertStatus) -> Result<(), Error>;
 }
 
 /// The incident store (SQLite or PostgreSQL behind one API).
@@ -141,7 +206,8 @@ impl Store {
         self.engine.name()
     }
 
-    /// The schema version in the database.
+    /// The highest schema version applied to the database (every migration
+    /// of this build is applied once it is open).
     pub fn schema_version(&mut self) -> Result<u32, Error> {
         self.engine.schema_version()
     }
@@ -245,6 +311,41 @@ impl Store {
         shown
             .pop()
             .ok_or_else(|| Error::Internal("present dropped an incident".into()))
+    }
+
+    /// Incidents matching `filter`, newest first, with every URL left out
+    /// (`url_withheld` set where one exists), whatever the role: for lists and
+    /// counts, which never show URLs, so nothing is read that needs auditing.
+    pub fn incident_list(&mut self, filter: &IncidentFilter) -> Result<Vec<Incident>, Error> {
+        let mut all = self.engine.incidents(filter)?;
+        for i in &mut all {
+            if i.url.take().is_some() {
+                i.url_withheld = true;
+            }
+        }
+        Ok(all)
+    }
+
+    /// One incident opened for reading by a person (the console's detail page):
+    /// as [`Store::incident`], and every view of an `illegal` incident is
+    /// audited (`view`), whether or not the role may see its URL.
+    pub fn view_incident(
+        &mut self,
+        number: u64,
+        actor: &Actor,
+        now_ms: u64,
+    ) -> Result<Incident, Error> {
+        let incident = self.incident(number, actor, now_ms)?;
+        if incident.kind == IncidentKind::Illegal {
+            let detail = if incident.url_withheld {
+                "viewed; the URL was withheld from this role"
+            } else {
+                "viewed"
+            };
+            self.engine
+                .append_audit(&[audit(number, actor, now_ms, "view", detail)])?;
+        }
+        Ok(incident)
     }
 
     /// Incidents matching `filter`, newest first, as `actor` may see them.
@@ -467,6 +568,30 @@ impl Store {
         }
     }
 
+    /// Urgent incidents whose alert is pending and due at `now_ms`, oldest
+    /// first, at most `limit`.
+    pub fn due_alerts(&mut self, now_ms: u64, limit: usize) -> Result<Vec<u64>, Error> {
+        self.engine.due_alerts(now_ms, limit)
+    }
+
+    /// The alert of an urgent incident (`None` for other incidents): pending,
+    /// sent or failed, with the attempts and the last delivery error. Any role
+    /// may see it; it carries no URL.
+    pub fn alert_status(&mut self, number: u64) -> Result<Option<AlertStatus>, Error> {
+        self.engine.alert_status(number)
+    }
+
+    /// Records the outcome of a delivery attempt.
+    pub fn save_alert(&mut self, number: u64, status: &AlertStatus) -> Result<(), Error> {
+        self.engine.save_alert(number, status)
+    }
+
+    /// An incident as stored, for the alerter (which never puts its URL in an
+    /// alert); no role check and no audit entry.
+    pub(crate) fn incident_for_alert(&mut self, number: u64) -> Result<Option<Incident>, Error> {
+        self.engine.incident(number)
+    }
+
     /// Deletes raw events older than `before_ms` that no incident refers to
     /// (evidence of a kept incident is kept with it). Returns how many went.
     pub fn prune_events(&mut self, before_ms: u64) -> Result<u64, Error> {
@@ -540,6 +665,106 @@ fn show_signoff(s: &Option<SignOff>) -> String {
     match s {
         Some(s) => format!("{} at {}", s.by, crate::clock::format_ms(s.at_ms)),
         None => "none".into(),
+    }
+}
+
+/// The columns of a filter-check summary, in the order [`RawFilterCheck`] reads them.
+pub(crate) const FILTER_CHECK_COLUMNS: &str = "id, started_ms, finished_ms, ran_by, proxy, suite, \
+     policy, probes, failures, under_blocked, over_blocked, errors, passed";
+
+/// The columns of a probe result, in the order [`RawFilterCheckResult`] reads them.
+pub(crate) const FILTER_RESULT_COLUMNS: &str =
+    "grp, band, kind, category, url, expected, outcome, status, pass, detail";
+
+/// The SQL both engines count blocks with (`?`/`$` placeholders 1 and 2 are
+/// the period). Review requests are events, not blocks.
+pub(crate) const BLOCK_COUNTS_SQL: &str = "SELECT grp, COALESCE(category, ''), COUNT(*) FROM events \
+     WHERE time_ms >= {1} AND time_ms < {2} AND kind <> 'review-request' GROUP BY grp, COALESCE(category, '')";
+
+/// The SQL both engines count opened incidents with.
+pub(crate) const OPENED_COUNTS_SQL: &str = "SELECT kind, COUNT(*) FROM incidents \
+     WHERE opened_ms >= {1} AND opened_ms < {2} GROUP BY kind";
+
+/// Incidents still closed whose last close is in the period.
+pub(crate) const CLOSURES_SQL: &str = "SELECT i.number, i.kind, i.opened_ms, MAX(a.at_ms) \
+     FROM incidents i JOIN audit a ON a.number = i.number \
+     WHERE a.action = 'close' AND i.state = 'closed' GROUP BY i.number, i.kind, i.opened_ms \
+     HAVING MAX(a.at_ms) >= {1} AND MAX(a.at_ms) < {2} ORDER BY MAX(a.at_ms), i.number";
+
+/// A shared query with the engine's placeholders (`?1` or `$1`).
+pub(crate) fn with_placeholders(sql: &str, prefix: char) -> String {
+    sql.replace("{1}", &format!("{prefix}1"))
+        .replace("{2}", &format!("{prefix}2"))
+}
+
+/// A filter-check summary row as the databases return it.
+pub(crate) struct RawFilterCheck {
+    pub id: i64,
+    pub started_ms: i64,
+    pub finished_ms: i64,
+    pub ran_by: String,
+    pub proxy: String,
+    pub suite: String,
+    pub policy: String,
+    pub probes: i64,
+    pub failures: i64,
+    pub under_blocked: i64,
+    pub over_blocked: i64,
+    pub errors: i64,
+    pub passed: bool,
+}
+
+impl RawFilterCheck {
+    pub(crate) fn into_check(self) -> FilterCheck {
+        FilterCheck {
+            id: from_db(self.id),
+            check: NewFilterCheck {
+                started_ms: from_db(self.started_ms),
+                finished_ms: from_db(self.finished_ms),
+                ran_by: self.ran_by,
+                proxy: self.proxy,
+                suite: self.suite,
+                policy: self.policy,
+                probes: from_db(self.probes),
+                failures: from_db(self.failures),
+                under_blocked: from_db(self.under_blocked),
+                over_blocked: from_db(self.over_blocked),
+                errors: from_db(self.errors),
+                passed: self.passed,
+                results: Vec::new(),
+            },
+        }
+    }
+}
+
+/// A probe-result row as the databases return it.
+pub(crate) struct RawFilterCheckResult {
+    pub group: String,
+    pub band: String,
+    pub kind: String,
+    pub category: String,
+    pub url: String,
+    pub expected: String,
+    pub outcome: String,
+    pub status: Option<i32>,
+    pub pass: bool,
+    pub detail: String,
+}
+
+impl RawFilterCheckResult {
+    pub(crate) fn into_result(self) -> FilterCheckResult {
+        FilterCheckResult {
+            group: self.group,
+            band: self.band,
+            kind: self.kind,
+            category: self.category,
+            url: self.url,
+            expected: self.expected,
+            outcome: self.outcome,
+            status: self.status.and_then(|s| u16::try_from(s).ok()),
+            pass: self.pass,
+            detail: self.detail,
+        }
     }
 }
 

@@ -11,11 +11,19 @@ use policy::event::BlockEvent;
 use postgres::{Client, GenericClient, NoTls, Row, Statement};
 
 use super::{
-    EVENT_COLUMNS, Engine, Fresh, INCIDENT_COLUMNS, MIGRATIONS, RawEvent, RawIncident, RecordStats,
-    SCHEMA_VERSION, actions_text, from_db, to_db,
+    BLOCK_COUNTS_SQL, CLOSURES_SQL, FILTER_CHECK_COLUMNS, FILTER_RESULT_COLUMNS, OPENED_COUNTS_SQL,
+    RawFilterCheck, RawFilterCheckResult, with_placeholders,
 };
+use super::{
+    EVENT_COLUMNS, Engine, Fresh, INCIDENT_COLUMNS, MIGRATIONS, Migration, RawEvent, RawIncident,
+    RecordStats, actions_text, from_db, pending, to_db,
+};
+use crate::alert::AlertStatus;
 use crate::error::Error;
 use crate::model::{AuditEntry, AuthFailure, EventFilter, Incident, IncidentFilter, NewIncident};
+use crate::reporting::{
+    BlockCount, Closure, FilterCheck, FilterCheckResult, KindCount, NewFilterCheck,
+};
 
 /// How long a connection attempt may take before the intake spools instead.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -49,7 +57,7 @@ impl PostgresEngine {
         config.application_name("hallpass-incidents");
         let mut client = config.connect(NoTls)?;
         client.batch_execute(&format!("SET statement_timeout = '{STATEMENT_TIMEOUT}'"))?;
-        migrate(&mut client)?;
+        migrate(&mut client, MIGRATIONS)?;
         let insert_events = client.prepare(INSERT_EVENTS)?;
         Ok(PostgresEngine {
             client,
@@ -58,22 +66,23 @@ impl PostgresEngine {
     }
 }
 
-fn migrate(client: &mut Client) -> Result<(), Error> {
+/// Applies every migration of `migrations` the database has not recorded,
+/// holding the advisory lock so two processes starting at once do not both
+/// apply them.
+pub(crate) fn migrate(client: &mut Client, migrations: &[Migration]) -> Result<(), Error> {
     let mut tx = client.transaction()?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
     tx.batch_execute(
         "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_ms BIGINT NOT NULL)",
     )?;
-    let current: i32 = tx
-        .query_one("SELECT COALESCE(MAX(version), 0) FROM schema_version", &[])?
-        .try_get(0)?;
-    let current = u32::try_from(current).unwrap_or(0);
-    if current > SCHEMA_VERSION {
-        return Err(Error::Schema(format!(
-            "the database is at schema version {current}, this build knows up to {SCHEMA_VERSION}: upgrade hallpass"
-        )));
+    let mut recorded = Vec::new();
+    for row in tx.query("SELECT version FROM schema_version ORDER BY version", &[])? {
+        let v: i32 = row.try_get(0)?;
+        // A negative version was never written by hallpass: report it as
+        // unknown rather than skip it.
+        recorded.push(u32::try_from(v).unwrap_or(u32::MAX));
     }
-    for m in MIGRATIONS.iter().filter(|m| m.version > current) {
+    for m in pending(migrations, &recorded)? {
         tx.batch_execute(m.postgres)?;
         let v = i32::try_from(m.version)
             .map_err(|_| Error::Internal("migration version overflows".into()))?;
@@ -128,6 +137,24 @@ fn raw_incident(r: &Row) -> Result<RawIncident, Error> {
         governor_ms: r.try_get(21)?,
         revision: r.try_get(22)?,
         updated_ms: r.try_get(23)?,
+    })
+}
+
+fn raw_filter_check(r: &Row) -> Result<RawFilterCheck, Error> {
+    Ok(RawFilterCheck {
+        id: r.try_get(0)?,
+        started_ms: r.try_get(1)?,
+        finished_ms: r.try_get(2)?,
+        ran_by: r.try_get(3)?,
+        proxy: r.try_get(4)?,
+        suite: r.try_get(5)?,
+        policy: r.try_get(6)?,
+        probes: r.try_get(7)?,
+        failures: r.try_get(8)?,
+        under_blocked: r.try_get(9)?,
+        over_blocked: r.try_get(10)?,
+        errors: r.try_get(11)?,
+        passed: r.try_get(12)?,
     })
 }
 
@@ -489,6 +516,50 @@ impl Engine for PostgresEngine {
         Ok(n == 1)
     }
 
+    fn due_alerts(&mut self, now_ms: u64, limit: usize) -> Result<Vec<u64>, Error> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = self.client.query(
+            "SELECT number FROM alerts WHERE state = 'pending' AND next_ms <= $1 ORDER BY number LIMIT $2",
+            &[&to_db(now_ms), &limit],
+        )?;
+        rows.iter()
+            .map(|r| Ok(from_db(r.try_get::<_, i64>(0)?)))
+            .collect()
+    }
+
+    fn alert_status(&mut self, number: u64) -> Result<Option<AlertStatus>, Error> {
+        let row = self.client.query_opt(
+            "SELECT state, attempts, last_error, next_ms, sent_ms FROM alerts WHERE number = $1",
+            &[&to_db(number)],
+        )?;
+        row.map(|r| {
+            AlertStatus::from_db(
+                &r.try_get::<_, String>(0)?,
+                i64::from(r.try_get::<_, i32>(1)?),
+                r.try_get(2)?,
+                r.try_get(3)?,
+                r.try_get(4)?,
+            )
+        })
+        .transpose()
+    }
+
+    fn save_alert(&mut self, number: u64, status: &AlertStatus) -> Result<(), Error> {
+        let attempts = i32::try_from(status.attempts).unwrap_or(i32::MAX);
+        self.client.execute(
+            "UPDATE alerts SET state = $2, attempts = $3, last_error = $4, next_ms = $5, sent_ms = $6 WHERE number = $1",
+            &[
+                &to_db(number),
+                &status.state.as_str(),
+                &attempts,
+                &status.last_error,
+                &to_db(status.next_ms),
+                &status.sent_ms.map(to_db),
+            ],
+        )?;
+        Ok(())
+    }
+
     fn prune(&mut self, before_ms: u64) -> Result<u64, Error> {
         let mut tx = self.client.transaction()?;
         let n = tx.execute(
@@ -502,5 +573,152 @@ impl Engine for PostgresEngine {
         )?;
         tx.commit()?;
         Ok(n)
+    }
+
+    fn record_filter_check(&mut self, c: &NewFilterCheck) -> Result<u64, Error> {
+        let mut tx = self.client.transaction()?;
+        let id: i64 = tx
+            .query_one(
+                "INSERT INTO filter_checks (started_ms, finished_ms, ran_by, proxy, suite, policy, probes, \
+                 failures, under_blocked, over_blocked, errors, passed) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id",
+                &[
+                    &to_db(c.started_ms),
+                    &to_db(c.finished_ms),
+                    &no_nul(&c.ran_by),
+                    &no_nul(&c.proxy),
+                    &no_nul(&c.suite),
+                    &no_nul(&c.policy),
+                    &to_db(c.probes),
+                    &to_db(c.failures),
+                    &to_db(c.under_blocked),
+                    &to_db(c.over_blocked),
+                    &to_db(c.errors),
+                    &c.passed,
+                ],
+            )?
+            .try_get(0)?;
+        let insert = tx.prepare(&format!(
+            "INSERT INTO filter_check_results (check_id, {FILTER_RESULT_COLUMNS}) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+        ))?;
+        for r in &c.results {
+            let status = r.status.map(i32::from);
+            tx.execute(
+                &insert,
+                &[
+                    &id,
+                    &no_nul(&r.group),
+                    &no_nul(&r.band),
+                    &no_nul(&r.kind),
+                    &no_nul(&r.category),
+                    &no_nul(&r.url),
+                    &no_nul(&r.expected),
+                    &no_nul(&r.outcome),
+                    &status,
+                    &r.pass,
+                    &no_nul(&r.detail),
+                ],
+            )?;
+        }
+        tx.commit()?;
+        Ok(from_db(id))
+    }
+
+    fn filter_checks(
+        &mut self,
+        since_ms: u64,
+        until_ms: u64,
+        limit: u64,
+    ) -> Result<Vec<FilterCheck>, Error> {
+        let sql = format!(
+            "SELECT {FILTER_CHECK_COLUMNS} FROM filter_checks WHERE started_ms >= $1 AND started_ms < $2 \
+             ORDER BY started_ms DESC, id DESC LIMIT $3"
+        );
+        let rows = self
+            .client
+            .query(&sql, &[&to_db(since_ms), &to_db(until_ms), &to_db(limit)])?;
+        rows.iter()
+            .map(|r| raw_filter_check(r).map(RawFilterCheck::into_check))
+            .collect()
+    }
+
+    fn filter_check_by_id(&mut self, id: u64) -> Result<Option<FilterCheck>, Error> {
+        let sql = format!("SELECT {FILTER_CHECK_COLUMNS} FROM filter_checks WHERE id = $1");
+        let row = self.client.query_opt(&sql, &[&to_db(id)])?;
+        row.map(|r| raw_filter_check(&r).map(RawFilterCheck::into_check))
+            .transpose()
+    }
+
+    fn filter_check_results(&mut self, id: u64) -> Result<Vec<FilterCheckResult>, Error> {
+        let sql = format!(
+            "SELECT {FILTER_RESULT_COLUMNS} FROM filter_check_results WHERE check_id = $1 ORDER BY id"
+        );
+        let rows = self.client.query(&sql, &[&to_db(id)])?;
+        rows.iter()
+            .map(|r| {
+                Ok(RawFilterCheckResult {
+                    group: r.try_get(0)?,
+                    band: r.try_get(1)?,
+                    kind: r.try_get(2)?,
+                    category: r.try_get(3)?,
+                    url: r.try_get(4)?,
+                    expected: r.try_get(5)?,
+                    outcome: r.try_get(6)?,
+                    status: r.try_get(7)?,
+                    pass: r.try_get(8)?,
+                    detail: r.try_get(9)?,
+                }
+                .into_result())
+            })
+            .collect()
+    }
+
+    fn block_counts(&mut self, since_ms: u64, until_ms: u64) -> Result<Vec<BlockCount>, Error> {
+        let sql = with_placeholders(BLOCK_COUNTS_SQL, '$');
+        let rows = self
+            .client
+            .query(&sql, &[&to_db(since_ms), &to_db(until_ms)])?;
+        rows.iter()
+            .map(|r| {
+                Ok(BlockCount {
+                    group: r.try_get(0)?,
+                    category: r.try_get(1)?,
+                    count: from_db(r.try_get(2)?),
+                })
+            })
+            .collect()
+    }
+
+    fn opened_counts(&mut self, since_ms: u64, until_ms: u64) -> Result<Vec<KindCount>, Error> {
+        let sql = with_placeholders(OPENED_COUNTS_SQL, '$');
+        let rows = self
+            .client
+            .query(&sql, &[&to_db(since_ms), &to_db(until_ms)])?;
+        rows.iter()
+            .map(|r| {
+                Ok(KindCount {
+                    kind: r.try_get(0)?,
+                    count: from_db(r.try_get(1)?),
+                })
+            })
+            .collect()
+    }
+
+    fn closures(&mut self, since_ms: u64, until_ms: u64) -> Result<Vec<Closure>, Error> {
+        let sql = with_placeholders(CLOSURES_SQL, '$');
+        let rows = self
+            .client
+            .query(&sql, &[&to_db(since_ms), &to_db(until_ms)])?;
+        rows.iter()
+            .map(|r| {
+                Ok(Closure {
+                    number: from_db(r.try_get(0)?),
+                    kind: r.try_get(1)?,
+                    opened_ms: from_db(r.try_get(2)?),
+                    closed_ms: from_db(r.try_get(3)?),
+                })
+            })
+            .collect()
     }
 }

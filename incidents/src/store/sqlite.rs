@@ -11,11 +11,19 @@ use policy::event::BlockEvent;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::{
-    EVENT_COLUMNS, Engine, Fresh, INCIDENT_COLUMNS, MIGRATIONS, RawEvent, RawIncident, RecordStats,
-    SCHEMA_VERSION, actions_text, from_db, to_db,
+    BLOCK_COUNTS_SQL, CLOSURES_SQL, FILTER_CHECK_COLUMNS, FILTER_RESULT_COLUMNS, OPENED_COUNTS_SQL,
+    RawFilterCheck, RawFilterCheckResult, with_placeholders,
 };
+use super::{
+    EVENT_COLUMNS, Engine, Fresh, INCIDENT_COLUMNS, MIGRATIONS, Migration, RawEvent, RawIncident,
+    RecordStats, actions_text, from_db, pending, to_db,
+};
+use crate::alert::AlertStatus;
 use crate::error::Error;
 use crate::model::{AuditEntry, AuthFailure, EventFilter, Incident, IncidentFilter, NewIncident};
+use crate::reporting::{
+    BlockCount, Closure, FilterCheck, FilterCheckResult, KindCount, NewFilterCheck,
+};
 
 pub(crate) struct SqliteEngine {
     conn: Connection,
@@ -36,28 +44,23 @@ impl SqliteEngine {
         // events outgrows a small cache quickly.
         conn.pragma_update(None, "cache_size", -65_536)?;
         let mut engine = SqliteEngine { conn };
-        engine.migrate()?;
+        engine.migrate(MIGRATIONS)?;
         Ok(engine)
     }
 
-    fn migrate(&mut self) -> Result<(), Error> {
+    /// Applies every migration of `migrations` the database has not recorded.
+    pub(crate) fn migrate(&mut self, migrations: &[Migration]) -> Result<(), Error> {
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         tx.execute_batch(
             "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_ms INTEGER NOT NULL)",
         )?;
-        let current: u32 = tx.query_row(
-            "SELECT COALESCE(MAX(version), 0) FROM schema_version",
-            [],
-            |r| r.get(0),
-        )?;
-        if current > SCHEMA_VERSION {
-            return Err(Error::Schema(format!(
-                "the database is at schema version {current}, this build knows up to {SCHEMA_VERSION}: upgrade hallpass"
-            )));
-        }
-        for m in MIGRATIONS.iter().filter(|m| m.version > current) {
+        let recorded: Vec<u32> = tx
+            .prepare("SELECT version FROM schema_version ORDER BY version")?
+            .query_map([], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        for m in pending(migrations, &recorded)? {
             tx.execute_batch(m.sqlite)?;
             tx.execute(
                 "INSERT INTO schema_version (version, applied_ms) VALUES (?1, strftime('%s','now') * 1000)",
@@ -112,6 +115,28 @@ fn raw_incident(r: &Row<'_>) -> rusqlite::Result<RawIncident> {
         revision: r.get(22)?,
         updated_ms: r.get(23)?,
     })
+}
+
+fn raw_filter_check(r: &Row<'_>) -> rusqlite::Result<RawFilterCheck> {
+    Ok(RawFilterCheck {
+        id: r.get(0)?,
+        started_ms: r.get(1)?,
+        finished_ms: r.get(2)?,
+        ran_by: r.get(3)?,
+        proxy: r.get(4)?,
+        suite: r.get(5)?,
+        policy: r.get(6)?,
+        probes: r.get(7)?,
+        failures: r.get(8)?,
+        under_blocked: r.get(9)?,
+        over_blocked: r.get(10)?,
+        errors: r.get(11)?,
+        passed: r.get(12)?,
+    })
+}
+
+fn count(n: i64) -> u64 {
+    from_db(n)
 }
 
 fn references(conn: &Connection, number: i64) -> Result<Vec<String>, Error> {
@@ -437,6 +462,57 @@ impl Engine for SqliteEngine {
         Ok(n == 1)
     }
 
+    fn due_alerts(&mut self, now_ms: u64, limit: usize) -> Result<Vec<u64>, Error> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT number FROM alerts WHERE state = 'pending' AND next_ms <= ?1 ORDER BY number LIMIT ?2",
+        )?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = stmt.query_map(params![to_db(now_ms), limit], |r| r.get::<_, i64>(0))?;
+        let mut out = Vec::new();
+        for r in rows {
+            out.push(from_db(r?));
+        }
+        Ok(out)
+    }
+
+    fn alert_status(&mut self, number: u64) -> Result<Option<AlertStatus>, Error> {
+        let raw = self
+            .conn
+            .query_row(
+                "SELECT state, attempts, last_error, next_ms, sent_ms FROM alerts WHERE number = ?1",
+                [to_db(number)],
+                |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, Option<String>>(2)?,
+                        r.get::<_, i64>(3)?,
+                        r.get::<_, Option<i64>>(4)?,
+                    ))
+                },
+            )
+            .optional()?;
+        raw.map(|(state, attempts, last_error, next_ms, sent_ms)| {
+            AlertStatus::from_db(&state, attempts, last_error, next_ms, sent_ms)
+        })
+        .transpose()
+    }
+
+    fn save_alert(&mut self, number: u64, status: &AlertStatus) -> Result<(), Error> {
+        self.conn.execute(
+            "UPDATE alerts SET state = ?2, attempts = ?3, last_error = ?4, next_ms = ?5, sent_ms = ?6 WHERE number = ?1",
+            params![
+                to_db(number),
+                status.state.as_str(),
+                i64::from(status.attempts),
+                status.last_error,
+                to_db(status.next_ms),
+                status.sent_ms.map(to_db),
+            ],
+        )?;
+        Ok(())
+    }
+
     fn prune(&mut self, before_ms: u64) -> Result<u64, Error> {
         let tx = self.conn.transaction()?;
         let n = tx.execute(
@@ -450,5 +526,150 @@ impl Engine for SqliteEngine {
         )?;
         tx.commit()?;
         Ok(n as u64)
+    }
+
+    fn record_filter_check(&mut self, c: &NewFilterCheck) -> Result<u64, Error> {
+        let tx = self.conn.transaction()?;
+        let id: i64 = tx.query_row(
+            "INSERT INTO filter_checks (started_ms, finished_ms, ran_by, proxy, suite, policy, probes, \
+             failures, under_blocked, over_blocked, errors, passed) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) RETURNING id",
+            params![
+                to_db(c.started_ms),
+                to_db(c.finished_ms),
+                c.ran_by,
+                c.proxy,
+                c.suite,
+                c.policy,
+                to_db(c.probes),
+                to_db(c.failures),
+                to_db(c.under_blocked),
+                to_db(c.over_blocked),
+                to_db(c.errors),
+                c.passed,
+            ],
+            |r| r.get(0),
+        )?;
+        {
+            let mut ins = tx.prepare_cached(&format!(
+                "INSERT INTO filter_check_results (check_id, {FILTER_RESULT_COLUMNS}) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+            ))?;
+            for r in &c.results {
+                ins.execute(params![
+                    id, r.group, r.band, r.kind, r.category, r.url, r.expected, r.outcome,
+                    r.status, r.pass, r.detail
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(from_db(id))
+    }
+
+    fn filter_checks(
+        &mut self,
+        since_ms: u64,
+        until_ms: u64,
+        limit: u64,
+    ) -> Result<Vec<FilterCheck>, Error> {
+        let sql = format!(
+            "SELECT {FILTER_CHECK_COLUMNS} FROM filter_checks WHERE started_ms >= ?1 AND started_ms < ?2 \
+             ORDER BY started_ms DESC, id DESC LIMIT ?3"
+        );
+        let rows = self
+            .conn
+            .prepare_cached(&sql)?
+            .query_map(
+                params![to_db(since_ms), to_db(until_ms), to_db(limit)],
+                raw_filter_check,
+            )?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows.into_iter().map(RawFilterCheck::into_check).collect())
+    }
+
+    fn filter_check_by_id(&mut self, id: u64) -> Result<Option<FilterCheck>, Error> {
+        let sql = format!("SELECT {FILTER_CHECK_COLUMNS} FROM filter_checks WHERE id = ?1");
+        let raw = self
+            .conn
+            .prepare_cached(&sql)?
+            .query_row([to_db(id)], raw_filter_check)
+            .optional()?;
+        Ok(raw.map(RawFilterCheck::into_check))
+    }
+
+    fn filter_check_results(&mut self, id: u64) -> Result<Vec<FilterCheckResult>, Error> {
+        let sql = format!(
+            "SELECT {FILTER_RESULT_COLUMNS} FROM filter_check_results WHERE check_id = ?1 ORDER BY id"
+        );
+        let rows = self
+            .conn
+            .prepare_cached(&sql)?
+            .query_map([to_db(id)], |r| {
+                Ok(RawFilterCheckResult {
+                    group: r.get(0)?,
+                    band: r.get(1)?,
+                    kind: r.get(2)?,
+                    category: r.get(3)?,
+                    url: r.get(4)?,
+                    expected: r.get(5)?,
+                    outcome: r.get(6)?,
+                    status: r.get(7)?,
+                    pass: r.get(8)?,
+                    detail: r.get(9)?,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows
+            .into_iter()
+            .map(RawFilterCheckResult::into_result)
+            .collect())
+    }
+
+    fn block_counts(&mut self, since_ms: u64, until_ms: u64) -> Result<Vec<BlockCount>, Error> {
+        let sql = with_placeholders(BLOCK_COUNTS_SQL, '?');
+        let rows = self
+            .conn
+            .prepare_cached(&sql)?
+            .query_map(params![to_db(since_ms), to_db(until_ms)], |r| {
+                Ok(BlockCount {
+                    group: r.get(0)?,
+                    category: r.get(1)?,
+                    count: count(r.get(2)?),
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    fn opened_counts(&mut self, since_ms: u64, until_ms: u64) -> Result<Vec<KindCount>, Error> {
+        let sql = with_placeholders(OPENED_COUNTS_SQL, '?');
+        let rows = self
+            .conn
+            .prepare_cached(&sql)?
+            .query_map(params![to_db(since_ms), to_db(until_ms)], |r| {
+                Ok(KindCount {
+                    kind: r.get(0)?,
+                    count: count(r.get(1)?),
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    fn closures(&mut self, since_ms: u64, until_ms: u64) -> Result<Vec<Closure>, Error> {
+        let sql = with_placeholders(CLOSURES_SQL, '?');
+        let rows = self
+            .conn
+            .prepare_cached(&sql)?
+            .query_map(params![to_db(since_ms), to_db(until_ms)], |r| {
+                Ok(Closure {
+                    number: from_db(r.get(0)?),
+                    kind: r.get(1)?,
+                    opened_ms: from_db(r.get(2)?),
+                    closed_ms: from_db(r.get(3)?),
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
     }
 }

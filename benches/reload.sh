@@ -1,0 +1,181 @@
+#!/usr/bin/env bash
+# Reload benchmark for `hallpass run` (issue figures: a ~1 M-domain policy
+# reloaded under 64-connection load).
+#
+# Reports, for a reload by SIGHUP and one by `hallpass reload`:
+#   - time from the signal/command to the new policy in effect (a URL whose
+#     verdict the change flips is polled every ~10 ms),
+#   - failed requests (socket errors and non-2xx) of the allowed-request load,
+#   - allowed-request p99 in a window around the reload, next to the steady p99
+#     measured in the same run,
+#   - peak RSS during the reload next to the steady RSS.
+#
+# Layout as benches/load.sh: the proxy on core 0 (so the reload's compile
+# competes with serving, as on a busy 1-core budget), origin and wrk on core 1.
+# Loopback only; every phase is bounded (about 30 s in all, after the build).
+#
+# Usage: bash benches/reload.sh   (CONNECTIONS=64 WINDOW=5 STEADY=8)
+# Needs: wrk, taskset, curl (Debian: apt-get install wrk util-linux curl).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+CONNECTIONS=${CONNECTIONS:-64}
+WINDOW=${WINDOW:-5}
+STEADY=${STEADY:-8}
+SHARED=${SHARED:-$ROOT/../shared/data}
+
+for tool in wrk taskset curl python3; do
+    command -v "$tool" >/dev/null || { echo "benches/reload.sh: $tool is missing (apt-get install wrk util-linux curl)" >&2; exit 1; }
+done
+[ -d "$SHARED/ut1" ] || { echo "benches/reload.sh: $SHARED/ut1 is missing" >&2; exit 1; }
+
+cargo build --release --quiet --bin hallpass --example bench-origin
+BIN=$ROOT/target/release/hallpass
+
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
+trap cleanup EXIT
+
+taskset -c 1 "$ROOT/target/release/examples/bench-origin" "$WORK" 127.0.0.1:0 >"$WORK/origin.out" &
+PIDS+=($!)
+for _ in $(seq 50); do [ -s "$WORK/origin.out" ] && break; sleep 0.1; done
+HTTP=$(sed -n 's/.*http=\([^ ]*\).*/\1/p' "$WORK/origin.out")
+HTTP_PORT=${HTTP##*:}
+
+# --- the ~1 M-domain policy of benches/load.sh, plus a keyword rule to flip ---
+mkdir -p "$WORK/pad/padding"
+awk 'BEGIN { for (i = 0; i < 330000; i++) printf "site%d.pad%d.hallpass-bench.test\n", i, i % 9973 }' >"$WORK/pad/padding/domains"
+policy() { # $1: the deny keyword
+    echo 'version = 1'
+    echo '[baseline]'
+    echo 'child-abuse = ["baseline:child-abuse"]'
+    echo 'terrorism = ["baseline:terrorism"]'
+    echo 'malware = ["ut1:malware"]'
+    echo 'phishing = ["ut1:phishing"]'
+    printf '[deny]\nkeywords = ["%s"]\n' "$1"
+    for dir in "$SHARED"/ut1/*/; do
+        name=$(basename "$dir")
+        [ -L "${dir%/}" ] && continue
+        case $name in malware|phishing) continue ;; esac
+        [ -f "$dir/domains" ] || [ -f "$dir/urls" ] || continue
+        printf '[categories.%s]\nlists = ["ut1:%s"]\n' "$name" "$name"
+    done
+    for dir in "$SHARED"/adult-partial/*/; do
+        name=$(basename "$dir")
+        printf '[categories.%s]\nlists = ["adult:%s"]\n' "$name" "$name"
+    done
+    printf '[categories.padding]\nlists = ["pad:padding"]\n'
+    echo '[bands.ks2]'
+    echo 'ages = "7-10"'
+    echo 'default = "allow"'
+    printf 'block = ["adult", "gambling", "games", "social_networks", "ut1-adult-x-alexa-top1m-2019", "sinfonietta-pornography-2026"]\n'
+    echo '[groups]'
+    echo 'year5 = { band = "ks2" }'
+    echo '[[subnets]]'
+    echo 'cidr = "127.0.0.0/8"'
+    echo 'group = "year5"'
+}
+policy neverusedword >"$WORK/policy.toml"
+
+PROXY_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+CONSOLE_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+cat >"$WORK/hallpass.toml" <<TOML
+version = 1
+policy = "policy.toml"
+state_dir = "state"
+[lists.ut1]
+format = "squidguard"
+path = "$SHARED/ut1"
+[lists.adult]
+format = "squidguard"
+path = "$SHARED/adult-partial"
+[lists.pad]
+format = "squidguard"
+path = "$WORK/pad"
+[lists.baseline]
+format = "squidguard"
+path = "$ROOT/blocklists/lists/baseline"
+[proxy]
+listen = ["127.0.0.1:$PROXY_PORT"]
+allowed_ports = [80, 443, $HTTP_PORT]
+dangerous_allow_destinations = ["127.0.0.1:$HTTP_PORT"]
+[console]
+listen = ["127.0.0.1:$CONSOLE_PORT"]
+TOML
+
+"$BIN" -c "$WORK/hallpass.toml" ca init >/dev/null
+RUST_LOG=warn taskset -c 0 "$BIN" -c "$WORK/hallpass.toml" run >"$WORK/proxy.log" 2>&1 &
+PROXY_PID=$!
+PIDS+=($PROXY_PID)
+PROXY="http://127.0.0.1:$PROXY_PORT"
+for _ in $(seq 300); do
+    curl -s -o /dev/null -x "$PROXY" "http://$HTTP/" && break
+    sleep 0.1
+done
+curl -sf -o /dev/null -x "$PROXY" "http://$HTTP/" || { echo "proxy did not come up:"; cat "$WORK/proxy.log"; exit 1; }
+DOMAINS=$("$BIN" -c "$WORK/hallpass.toml" lists --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["domains"])')
+
+status() { curl -s -o /dev/null -w '%{http_code}' -x "$PROXY" "http://$HTTP/flipword"; }
+now() { date +%s.%N; }
+# wrk on allowed requests for $1 seconds; prints "req/s p99_ms failed".
+wrk_run() {
+    TARGET="http://$HTTP/" taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d"$1s" --latency -s benches/load/proxy.lua "$PROXY/" 2>&1 |
+        awk '/Requests\/sec/ {rps=$2}
+             /Non-2xx/ {bad+=$NF}
+             /Socket errors/ {for (i = 1; i <= NF; i++) if ($i ~ /^[0-9]+,?$/) {v=$i; sub(/,/,"",v); bad+=v}}
+             / 99%/ {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v*=1000}; p99=v}
+             END {printf "%.0f %.3f %d\n", rps, p99, bad}'
+}
+# One reload under load: $1 how ("sighup" or "command"), $2 the keyword to
+# write, $3 the status the flip URL has once the new policy is in effect.
+reload_under_load() {
+    wrk_run "$WINDOW" >"$WORK/wrk.out" &
+    local wrk_pid=$!
+    sleep 1
+    policy "$2" >"$WORK/policy.toml"
+    echo 5 >"/proc/$PROXY_PID/clear_refs"   # resets VmHWM: the peak from here on
+    local t0 t1 took
+    t0=$(now)
+    if [ "$1" = sighup ]; then
+        kill -HUP "$PROXY_PID"
+    else
+        "$BIN" -c "$WORK/hallpass.toml" reload >"$WORK/reload.out" 2>&1 &
+    fi
+    while [ "$(status)" != "$3" ]; do
+        if python3 -c "import sys; sys.exit(0 if float(sys.argv[2]) - float(sys.argv[1]) > 20 else 1)" "$t0" "$(now)"; then
+            echo "benches/reload.sh: the $1 reload did not take effect within 20 s" >&2; cat "$WORK/proxy.log" >&2; exit 1
+        fi
+        sleep 0.01
+    done
+    t1=$(now)
+    took=$(python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.2f}')" "$t0" "$t1")
+    wait "$wrk_pid"
+    wait  # the `hallpass reload` client, if any
+    local peak
+    peak=$(awk '/VmHWM/ {print $2}' "/proc/$PROXY_PID/status")
+    read -r rps p99 failed <"$WORK/wrk.out"
+    echo "$took $rps $p99 $failed $peak"
+}
+
+echo "hallpass reload benchmark: $DOMAINS domains, $CONNECTIONS connections, proxy on core 0, wrk+origin on core 1"
+echo "(shared 2-core machine: absolute figures are noisy; compare the ratios to the steady run)"
+read -r s_rps s_p99 s_failed < <(wrk_run "$STEADY")
+steady_kb=$(awk '/VmRSS/ {print $2}' "/proc/$PROXY_PID/status")
+[ "$(status)" = 200 ] || { echo "benches/reload.sh: the flip URL is not allowed before the reload" >&2; exit 1; }
+read -r h_took h_rps h_p99 h_failed h_peak < <(reload_under_load sighup flipword 403)
+read -r c_took c_rps c_p99 c_failed c_peak < <(reload_under_load command neverusedword 200)
+grep -q "generation" "$WORK/reload.out" || { echo "benches/reload.sh: hallpass reload said:"; cat "$WORK/reload.out"; exit 1; } >&2
+
+row() { printf '%-34s %10s %10s %10s\n' "$@"; }
+ratio() { python3 -c "import sys; a,b=float(sys.argv[1]),float(sys.argv[2]); print(f'{b/a:.2f}' if a else 'n/a')" "$1" "$2"; }
+row "figure" "steady" "SIGHUP" "reload cmd"
+row "signal to new policy in effect (s)" "-" "$h_took" "$c_took"
+row "failed requests" "$s_failed" "$h_failed" "$c_failed"
+row "allowed req/s (${WINDOW}s window)" "$s_rps" "$h_rps" "$c_rps"
+row "allowed p99 (ms)" "$s_p99" "$h_p99" "$c_p99"
+row "p99 / steady p99" "1.00" "$(ratio "$s_p99" "$h_p99")" "$(ratio "$s_p99" "$c_p99")"
+row "RSS (MB): steady; peak in reload" "$((steady_kb / 1024))" "$((h_peak / 1024))" "$((c_peak / 1024))"
+row "peak RSS / steady RSS" "1.00" "$(ratio "$steady_kb" "$h_peak")" "$(ratio "$steady_kb" "$c_peak")"
+echo "metrics after the run:"
+curl -s "http://127.0.0.1:$CONSOLE_PORT/metrics" | grep -E '^hallpass_(reloads_total|reload_failures_total|policy_generation) '
