@@ -1,7 +1,7 @@
 //! `hallpass run`'s block events into the incident store: the proxy's
 //! [`EventSink`](proxy::events::EventSink) over an [`incidents::Recorder`], and
 //! the handle a policy reload uses to keep the incident rules in step.
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use proxy::snapshot::Snapshot;
@@ -14,15 +14,36 @@ pub struct IncidentSink(incidents::Recorder);
 
 /// What a policy reload tells the incident rules.
 #[derive(Clone, Debug)]
-pub struct IncidentReload(incidents::LockedUpdates);
+pub struct IncidentReload {
+    updates: incidents::RuleUpdates,
+    state_dir: PathBuf,
+}
 
 impl IncidentReload {
     /// The rules judge the next batch by the reloaded policy's locked-baseline
     /// categories (a category the school added to `[baseline]` opens `illegal`
-    /// incidents from then on).
+    /// incidents from then on) and by the filter check's accounts as they are
+    /// now (a file that cannot be read keeps the accounts already known, and says so).
     pub fn on_reload(&self, snap: &Snapshot) {
-        self.0.set(incidents::LockedCategories::of(&snap.policy));
+        self.updates
+            .set_locked(incidents::LockedCategories::of(&snap.policy));
+        match check_accounts(&self.state_dir) {
+            Ok(accounts) => self.updates.set_check_accounts(accounts),
+            Err(e) => tracing::warn!(
+                error = %e,
+                "filter-check logins not read; their accounts stay as they were"
+            ),
+        }
     }
+}
+
+/// The accounts of `filter-check-logins.toml` in the state directory: their
+/// probes open no incidents (see [`incidents::CheckAccounts`]).
+fn check_accounts(state_dir: &Path) -> anyhow::Result<incidents::CheckAccounts> {
+    let logins = filtercheck::logins::load(&filtercheck::logins::file_path(state_dir))?;
+    Ok(incidents::CheckAccounts(
+        logins.into_values().map(|l| l.account).collect(),
+    ))
 }
 
 impl proxy::events::EventSink for IncidentSink {
@@ -90,16 +111,26 @@ pub fn incident_sink(
     IncidentAlerts,
     incidents::StoreLocation,
 )> {
-    let settings: incidents::Settings = snap
+    let mut settings: incidents::Settings = snap
         .config
         .incidents
         .clone()
         .try_into()
         .map_err(|e| anyhow::anyhow!("{}: [incidents]: {e}", snap.config.file))?;
+    settings.alerts.resolve_paths(state_dir);
     settings.validate()?;
     let location = settings.location(state_dir)?;
     let locked = incidents::LockedCategories::of(&snap.policy);
-    let rules = incidents::RuleEngine::new(settings.rules.clone(), locked);
+    let mut rules = incidents::RuleEngine::new(settings.rules.clone(), locked);
+    // A logins file that cannot be read exempts nobody: every block then opens
+    // the incidents its rules say (the safe side), and the log says why.
+    match check_accounts(state_dir) {
+        Ok(accounts) => rules.set_check_accounts(accounts),
+        Err(e) => tracing::warn!(
+            error = %e,
+            "filter-check logins not read; the filter check's probes will open incidents"
+        ),
+    }
     let store = location.clone();
     let alert_metrics = Arc::new(incidents::AlertMetrics::default());
     let alerter = {
@@ -121,7 +152,10 @@ pub fn incident_sink(
         recorder.set_alert_waker(waker);
         alerter
     });
-    let reload = IncidentReload(recorder.locked_updates());
+    let reload = IncidentReload {
+        updates: recorder.rule_updates(),
+        state_dir: state_dir.to_path_buf(),
+    };
     let alerts = IncidentAlerts {
         alerter,
         metrics: alert_metrics,

@@ -91,19 +91,25 @@ impl Reloader {
     pub async fn reload(&self, why: &'static str) -> Outcome {
         let _one_at_a_time = self.serial.lock().await;
         notify_systemd(true);
-        let generation = self.snapshots.load().generation + 1;
+        let running = self.snapshots.load_full();
+        let generation = running.generation + 1;
         let path = self.config.clone();
         let metrics = self.metrics.clone();
         let loaded = tokio::task::spawn_blocking(move || {
-            let snap = snapshot::load(&path, generation)?;
+            let snap = snapshot::load_reusing(&path, generation, &running)?;
             metrics.prepare(&snap);
-            Ok::<_, LoadError>(snap)
+            let reused = snap.lists.shares_matcher_with(&running.lists);
+            Ok::<_, LoadError>((snap, reused))
         })
         .await;
         let outcome = match loaded {
-            Ok(Ok(snap)) => {
-                for p in &snap.list_problems {
-                    tracing::warn!(problem = %p, "list line skipped");
+            Ok(Ok((snap, reused))) => {
+                if reused {
+                    tracing::info!("list files unchanged: compiled lists kept");
+                } else {
+                    for p in snap.list_problems.iter() {
+                        tracing::warn!(problem = %p, "list line skipped");
+                    }
                 }
                 self.incidents.on_reload(&snap);
                 self.snapshots.store(Arc::new(snap));

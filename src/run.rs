@@ -33,7 +33,7 @@ pub fn run(config: &Path, args: Args) -> anyhow::Result<ExitCode> {
         }
         Err(e) => return Err(e.into()),
     };
-    for p in &snap.list_problems {
+    for p in snap.list_problems.iter() {
         tracing::warn!(problem = %p, "list line skipped");
     }
     let settings = Settings::from_config(&snap.config, &snap.config_dir);

@@ -217,6 +217,35 @@ fn the_shipped_primary_policy_passes_and_a_recorded_run_is_stored() {
         google.outcome == "enforced" && google.detail.contains("safe=active"),
         "{google:?}"
     );
+
+    // The probes' blocks are stored (the check's evidence, named by account),
+    // but the check pages nobody: its accounts open no incidents, and the
+    // locked baseline's `.invalid` test entries open none from any group. The
+    // subnet-identified group's probes of safeguarding categories still do:
+    // that is why each group should have a login.
+    let by_check = store
+        .events(&incidents::EventFilter {
+            who: Some("check-year1".into()),
+            ..Default::default()
+        })
+        .expect("events");
+    assert!(
+        by_check
+            .iter()
+            .any(|e| e.url.contains("hallpass-test.invalid")),
+        "the baseline probes are stored"
+    );
+    let opened = store
+        .incident_list(&incidents::IncidentFilter::default())
+        .expect("incidents");
+    assert!(
+        opened
+            .iter()
+            .all(|i| i.kind != incidents::IncidentKind::Illegal
+                && i.subject.who.is_none()
+                && i.subject.group == "year5"),
+        "{opened:#?}"
+    );
 }
 
 #[test]

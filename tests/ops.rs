@@ -537,3 +537,88 @@ fn a_bad_pac_entry_is_refused_with_its_location() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_reload_keeps_the_compiled_lists_only_while_their_files_are_unchanged() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let origin: SocketAddr = (harness::ORIGIN_IP, 8080).into();
+    let options = Options {
+        policy: Some(policy_with_keywords(&["first"])),
+        ..Options::default()
+    };
+    harness::write_config(
+        dir.path(),
+        &OriginCa::new("ops test origin CA"),
+        &[origin],
+        &options,
+    );
+    let config = dir.path().join("hallpass.toml");
+    let games = dir.path().join("lists/t/games/domains");
+    let load = |generation, previous: &proxy::snapshot::Snapshot| {
+        proxy::snapshot::load_reusing(&config, generation, previous).expect("loads")
+    };
+    let first = proxy::snapshot::load(&config, 1).expect("loads");
+    let blocks =
+        |snap: &proxy::snapshot::Snapshot, host: &str| snap.lists.matcher().lookup(host, "/") != 0;
+    assert!(blocks(&first, "games.test") && !blocks(&first, "newgame.test"));
+
+    // A policy edit alone: the same compiled lists, the new rule in force.
+    std::fs::write(
+        dir.path().join("policy.toml"),
+        policy_with_keywords(&["second"]),
+    )
+    .expect("policy");
+    let second = load(2, &first);
+    assert!(second.lists.shares_matcher_with(&first.lists));
+    let keyword_blocks = |snap: &proxy::snapshot::Snapshot, word: &str| {
+        let url = policy::CanonicalUrl::parse(&format!("http://site.test/?q={word}")).expect("url");
+        let group = snap.policy.group_id("year4").expect("year4");
+        let mask = policy::ListLookup::lookup(&snap.lists, &url);
+        snap.policy.decide(group, &url, mask).action == policy::Action::Block
+    };
+    assert!(keyword_blocks(&first, "first") && !keyword_blocks(&first, "second"));
+    assert!(keyword_blocks(&second, "second") && !keyword_blocks(&second, "first"));
+
+    // A list file that changes is compiled again, even at the same size.
+    std::fs::write(&games, "newgame.test\n").expect("list");
+    let third = load(3, &second);
+    assert!(!third.lists.shares_matcher_with(&second.lists));
+    assert!(blocks(&third, "newgame.test") && !blocks(&third, "games.test"));
+    std::thread::sleep(Duration::from_millis(20));
+    std::fs::write(&games, "oldgame.test\n").expect("list");
+    let fourth = load(4, &third);
+    assert!(!fourth.lists.shares_matcher_with(&third.lists));
+    assert!(blocks(&fourth, "oldgame.test") && !blocks(&fourth, "newgame.test"));
+
+    // A squidGuard folder that gains a file it did not have is compiled again.
+    std::fs::write(dir.path().join("lists/t/games/urls"), "site.test/games\n").expect("urls");
+    let fifth = load(5, &fourth);
+    assert!(!fifth.lists.shares_matcher_with(&fourth.lists));
+    assert_ne!(fifth.lists.matcher().lookup("site.test", "/games/x"), 0);
+    // ... and nothing changed since: kept.
+    assert!(load(6, &fifth).lists.shares_matcher_with(&fifth.lists));
+}
+
+#[tokio::test]
+async fn a_list_entry_added_before_a_reload_blocks_after_it() {
+    let p = Running::start("").await;
+    assert_eq!(get(p.proxy, &p.url("/")).await.status, 200);
+    // The origin's address joins the games list (an address matches only itself).
+    let games = p.dir().join("lists/t/games/domains");
+    let mut text = std::fs::read_to_string(&games).expect("list");
+    text.push_str(&format!("{}\n", p.origin.addr.ip()));
+    std::fs::write(&games, text).expect("list");
+    let out = p.hallpass(&["reload"]).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let after = get(p.proxy, &p.url("/")).await;
+    assert_eq!(after.status, 403, "{}", after.body);
+    assert!(
+        after.body.contains("Games sites are not allowed"),
+        "{}",
+        after.body
+    );
+}

@@ -103,6 +103,36 @@ impl Browser {
             .unwrap_or_else(|e| panic!("{selector}: {e}"))
     }
 
+    /// Clicks `element`, which loads a new page, and waits until the old page
+    /// is gone: a click returns before the browser navigates, so without this
+    /// the next read could find the same element on the page being left.
+    async fn click_to_load(&self, element: fantoccini::elements::Element, what: &str) {
+        let old = self.css("html").await;
+        element
+            .click()
+            .await
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            match old.tag_name().await {
+                Err(e) if e.is_stale_element_reference() => return,
+                Err(e) => panic!("{what}: {e}"),
+                Ok(_) => {}
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{what}: no new page after 10 s"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// [`Browser::click_to_load`] on the element `selector` names.
+    async fn submit(&self, selector: &str) {
+        let element = self.css(selector).await;
+        self.click_to_load(element, selector).await;
+    }
+
     async fn text(&self, selector: &str) -> String {
         self.css(selector).await.text().await.expect("text")
     }
@@ -122,16 +152,12 @@ impl Browser {
             .send_keys(PASSWORD)
             .await
             .expect("password");
-        self.css("#sign-in").await.click().await.expect("submit");
+        self.submit("#sign-in").await;
         self.css("header.top form.signout").await;
     }
 
     async fn sign_out(&self) {
-        self.css("header.top form.signout button")
-            .await
-            .click()
-            .await
-            .expect("sign out");
+        self.submit("header.top form.signout button").await;
         self.css("#user").await;
     }
 }
@@ -165,7 +191,7 @@ async fn sign_in_and_see_the_dashboard_with_charts() {
         .send_keys(PASSWORD)
         .await
         .expect("password");
-    b.css("#sign-in").await.click().await.expect("submit");
+    b.submit("#sign-in").await;
     b.css("#incidents").await;
     assert!(
         b.client
@@ -205,7 +231,7 @@ async fn sign_in_and_see_the_dashboard_with_charts() {
         open.contains("illegal") && open.contains("review-request"),
         "{open}"
     );
-    assert!(!b.source().await.contains("child-abuse.hallpass-test"));
+    assert!(!b.source().await.contains(support::ILLEGAL_HOST));
     b.shot("dashboard").await;
     b.stop().await;
 }
@@ -236,7 +262,7 @@ async fn filter_the_block_report() {
         .click()
         .await
         .expect("group");
-    b.css("#apply").await.click().await.expect("apply");
+    b.submit("#apply").await;
     b.css("#blocks").await;
     let url = b.client.current_url().await.expect("url");
     assert!(url.query().unwrap_or("").contains("group=year5"), "{url}");
@@ -262,7 +288,7 @@ async fn filter_the_block_report() {
         .click()
         .await
         .expect("category");
-    b.css("#apply").await.click().await.expect("apply");
+    b.submit("#apply").await;
     b.css("#blocks").await;
     let narrowed: u64 = b.text("#count strong").await.parse().expect("count");
     assert!(
@@ -322,7 +348,7 @@ async fn review_and_sign_off_an_incident() {
         .send_keys("Parents informed by letter.")
         .await
         .expect("outcome");
-    b.css("#record-review").await.click().await.expect("record");
+    b.submit("#record-review").await;
     b.css("#close").await;
     assert_eq!(b.text("#state").await, "action-taken");
     b.css("#close-outcome")
@@ -330,7 +356,7 @@ async fn review_and_sign_off_an_incident() {
         .send_keys("No further attempts in a week.")
         .await
         .expect("outcome");
-    b.css("#close").await.click().await.expect("close");
+    b.submit("#close").await;
     b.css("#reopen").await;
     assert_eq!(b.text("#state").await, "closed");
     let audit = b.text("#audit").await;
@@ -349,7 +375,7 @@ async fn review_and_sign_off_an_incident() {
         assert_eq!(b.text(slot).await, "-");
         // Neither may review.
         assert!(b.client.find(Locator::Css("#reopen")).await.is_err());
-        b.css("#sign").await.click().await.expect("sign");
+        b.submit("#sign").await;
         b.css("#audit").await;
         assert!(b.text(slot).await.starts_with(user), "{slot}");
         assert!(
@@ -393,7 +419,7 @@ async fn a_role_that_may_not_see_an_illegal_url_does_not_see_it() {
         b.css("#url-withheld").await;
         let source = b.source().await;
         assert!(
-            !source.contains("hallpass-test.invalid"),
+            !source.contains(support::ILLEGAL_HOST),
             "{user} sees the URL"
         );
         // Nor may they review it.
@@ -450,7 +476,7 @@ async fn policy_view_explains_and_review_requests_are_listed() {
         .click()
         .await
         .expect("group");
-    b.css("#explain-go").await.click().await.expect("explain");
+    b.submit("#explain-go").await;
     assert_eq!(b.text("#verdict").await, "BLOCK");
     let line = b.text("#policy-line").await;
     assert!(
@@ -487,13 +513,9 @@ async fn a_technician_runs_a_filter_check_and_sees_the_result() {
             .await
             .contains("No filter check has been recorded yet"),
     );
-    b.css("header.top nav a[href='/filter-checks']")
-        .await
-        .click()
-        .await
-        .expect("navigation");
+    b.submit("header.top nav a[href='/filter-checks']").await;
     b.css("#no-checks").await;
-    b.css("#run-now").await.click().await.expect("run now");
+    b.submit("#run-now").await;
     // The page reloads itself until the run ends, then links the result.
     let link = match b
         .client
@@ -516,7 +538,7 @@ async fn a_technician_runs_a_filter_check_and_sees_the_result() {
         "{row}"
     );
     b.shot("filter-checks").await;
-    link.click().await.expect("details");
+    b.click_to_load(link, "the finished check").await;
     assert_eq!(b.text("#result").await, "PASS");
     assert_eq!(b.text("#ran-by").await, "t.tech");
     assert!(b.text("#under-blocked").await.starts_with('0'));

@@ -63,7 +63,7 @@ async fn without_a_session_or_with_a_forged_cookie_every_page_is_the_sign_in_for
             cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
             "{cookie}"
         );
-        assert!(!r.body.contains("child-abuse.hallpass-test"), "{page}");
+        assert!(!r.body.contains(support::ILLEGAL_HOST), "{page}");
         for bad in [
             forged.as_str(),
             "hallpass-session=../../etc/passwd",
@@ -432,7 +432,7 @@ async fn malformed_and_over_long_fields_are_refused_and_change_nothing() {
 async fn illegal_urls_are_for_the_safeguarding_lead_only_and_every_view_is_audited() {
     let f = support::start(false).await;
     let c = client(&f);
-    let host = "child-abuse.hallpass-test.invalid";
+    let host = support::ILLEGAL_HOST;
     let (es, _) = c.sign_in("e.safety", PASSWORD).await;
     let (dsl, _) = c.sign_in("d.lead", PASSWORD).await;
     let page = format!("/incidents/{}", f.illegal);

@@ -1,10 +1,11 @@
 //! Alerts: an urgent incident (kind `illegal`) is pushed at once to the
-//! safeguarding lead's webhook, retried with back-off, and its delivery state is
-//! kept on the incident.
+//! safeguarding lead's webhook and/or mailbox, retried with back-off, and its
+//! delivery state is kept on the incident.
 //!
-//! In: [`AlertSettings`] (`[incidents.alerts]`), a store opener, a clock. Out: a
-//! thread ([`Alerter`]) that delivers each urgent incident's alert as a JSON
-//! `POST`, and [`AlertMetrics`]. Every urgent incident gets an `alerts` row when
+//! In: [`AlertSettings`] (`[incidents.alerts]`, `[incidents.alerts.smtp]`), a
+//! store opener, a clock. Out: a thread ([`Alerter`]) that delivers each urgent
+//! incident's alert as a JSON `POST` and as a plain-text mail (lettre, over
+//! STARTTLS or TLS with the server's certificate verified), and [`AlertMetrics`]. Every urgent incident gets an `alerts` row when
 //! it is opened (a trigger of migration 0002), so an alert outlives a restart
 //! and nothing on the event path waits for a delivery: the recorder only
 //! [`wake`](AlertWaker::wake)s the alerter, which never blocks.
@@ -17,7 +18,11 @@
 //! Delivery: a `2xx` answer is delivered; anything else (refused, timeout,
 //! `5xx`, `4xx`) is an attempt that failed, retried after `first_retry`,
 //! doubling, up to `max_attempts`, after which the alert is `failed`. The last
-//! error is kept on the alert in every case.
+//! error is kept on the alert in every case. With both channels set, each
+//! attempt tries only the channels that have not delivered yet (the alert keeps
+//! which have), so a mail server that is down never makes the webhook fire
+//! twice, and the alert is `sent` once both have delivered.
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
@@ -34,9 +39,12 @@ use crate::store::Store;
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(default, deny_unknown_fields)]
 pub struct AlertSettings {
-    /// Where alerts are POSTed as JSON (`http://host:port/path`). None: no alerts
-    /// are sent, and urgent incidents show their alert as pending.
+    /// Where alerts are POSTed as JSON (`http://host:port/path`). With neither
+    /// this nor `smtp`, no alerts are sent, and urgent incidents show their
+    /// alert as pending.
     pub webhook: Option<String>,
+    /// Where alerts are mailed (`[incidents.alerts.smtp]`).
+    pub smtp: Option<SmtpSettings>,
     /// The console's address, for the link in the alert.
     pub console_url: String,
     /// Delivery attempts before the alert is `failed` (default 8).
@@ -53,6 +61,7 @@ impl Default for AlertSettings {
     fn default() -> Self {
         AlertSettings {
             webhook: None,
+            smtp: None,
             console_url: "http://127.0.0.1:8080".into(),
             max_attempts: 8,
             first_retry: Duration::from_secs(5),
@@ -65,6 +74,259 @@ impl AlertSettings {
     /// The webhook's parsed address, or why it cannot be used.
     pub fn webhook_target(&self) -> Result<Option<Webhook>, Error> {
         self.webhook.as_deref().map(Webhook::parse).transpose()
+    }
+
+    /// The mailer for `[incidents.alerts.smtp]` (reading its password file), or
+    /// why it cannot be used.
+    pub fn mailer(&self) -> Result<Option<Mailer>, Error> {
+        self.smtp
+            .as_ref()
+            .map(|s| Mailer::new(s, self.timeout))
+            .transpose()
+    }
+
+    /// Makes the SMTP settings' relative paths relative to `state_dir` (where
+    /// secrets such as the password file are kept).
+    pub fn resolve_paths(&mut self, state_dir: &Path) {
+        if let Some(smtp) = &mut self.smtp {
+            for path in [&mut smtp.password_file, &mut smtp.extra_roots]
+                .into_iter()
+                .flatten()
+            {
+                if path.is_relative() {
+                    *path = state_dir.join(&*path);
+                }
+            }
+        }
+    }
+}
+
+/// `[incidents.alerts.smtp]`: the mail server that carries alerts to the
+/// safeguarding lead's mailbox.
+///
+/// ```toml
+/// [incidents.alerts.smtp]
+/// server = "mail.school.example"        # the name its certificate carries
+/// port = 587                            # default: 587 (starttls), 465 (tls), 25 (none)
+/// security = "starttls"                 # "starttls" (default), "tls", or "none"
+/// from = "hallpass <hallpass@school.example>"
+/// to = ["dsl@school.example", "deputy-dsl@school.example"]
+/// username = "hallpass"                 # optional; then password_file is needed
+/// password_file = "smtp-password"       # in the state directory, mode 0600
+/// ```
+///
+/// `security = "none"` is for a relay on the school network only, and never
+/// with a username: credentials do not cross the network in the clear.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpSettings {
+    /// The server's host name (verified against its certificate).
+    pub server: String,
+    /// The port; by default the one `security` implies.
+    pub port: Option<u16>,
+    /// How the connection is protected.
+    #[serde(default)]
+    pub security: SmtpSecurity,
+    /// The sender, `Name <address>` or `address`.
+    pub from: String,
+    /// The recipients (at least one).
+    pub to: Vec<String>,
+    /// The login, when the server asks for one.
+    pub username: Option<String>,
+    /// A file holding the password (first line), readable by its owner only.
+    pub password_file: Option<PathBuf>,
+    /// PEM certificates trusted besides the public roots (a school's own CA on
+    /// an internal mail server).
+    pub extra_roots: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for SmtpSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmtpSettings")
+            .field("server", &self.server)
+            .field("port", &self.port)
+            .field("security", &self.security)
+            .field("to", &self.to)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How the SMTP connection is protected.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpSecurity {
+    /// Plain connection upgraded with STARTTLS, which must succeed.
+    #[default]
+    Starttls,
+    /// TLS from the first byte (SMTPS).
+    Tls,
+    /// No encryption: a relay on the school network.
+    None,
+}
+
+/// A ready SMTP transport with its sender and recipients.
+pub struct Mailer {
+    transport: lettre::SmtpTransport,
+    from: lettre::message::Mailbox,
+    to: Vec<lettre::message::Mailbox>,
+}
+
+impl std::fmt::Debug for Mailer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mailer")
+            .field("from", &self.from.to_string())
+            .field("to", &self.to.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Mailer {
+    /// Checks the settings and builds the transport; `timeout` bounds each
+    /// SMTP command.
+    pub fn new(s: &SmtpSettings, timeout: Duration) -> Result<Mailer, Error> {
+        use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+        let bad = |why: String| Error::Settings(format!("alerts.smtp: {why}"));
+        if s.server.trim().is_empty() {
+            return Err(bad("server is empty".into()));
+        }
+        let from: lettre::message::Mailbox = s
+            .from
+            .parse()
+            .map_err(|e| bad(format!("from `{}` is not a mail address ({e})", s.from)))?;
+        if s.to.is_empty() {
+            return Err(bad("to names no recipient".into()));
+        }
+        let to =
+            s.to.iter()
+                .map(|t| {
+                    t.parse()
+                        .map_err(|e| bad(format!("to `{t}` is not a mail address ({e})")))
+                })
+                .collect::<Result<Vec<lettre::message::Mailbox>, Error>>()?;
+        let credentials = match (&s.username, &s.password_file) {
+            (None, None) => None,
+            (Some(_), None) => return Err(bad("username is set but password_file is not".into())),
+            (None, Some(_)) => return Err(bad("password_file is set but username is not".into())),
+            (Some(user), Some(file)) => {
+                if s.security == SmtpSecurity::None {
+                    return Err(bad(
+                        "security = \"none\" with a username would send the password in the clear: use starttls or tls".into(),
+                    ));
+                }
+                Some(lettre::transport::smtp::authentication::Credentials::new(
+                    user.clone(),
+                    read_secret(file).map_err(bad)?,
+                ))
+            }
+        };
+        let tls = if s.security == SmtpSecurity::None {
+            Tls::None
+        } else {
+            let mut params = TlsParameters::builder(s.server.clone());
+            if let Some(path) = &s.extra_roots {
+                let pem = std::fs::read(path)
+                    .map_err(|e| bad(format!("extra_roots {}: {e}", path.display())))?;
+                let cert = Certificate::from_pem(&pem).map_err(|e| {
+                    bad(format!(
+                        "extra_roots {}: not a PEM certificate ({e})",
+                        path.display()
+                    ))
+                })?;
+                params = params.add_root_certificate(cert);
+            }
+            let params = params
+                .build_rustls()
+                .map_err(|e| bad(format!("TLS set-up: {e}")))?;
+            match s.security {
+                SmtpSecurity::Tls => Tls::Wrapper(params),
+                _ => Tls::Required(params),
+            }
+        };
+        let port = s.port.unwrap_or(match s.security {
+            SmtpSecurity::Starttls => 587,
+            SmtpSecurity::Tls => 465,
+            SmtpSecurity::None => 25,
+        });
+        // `builder_dangerous` only means "no TLS unless asked": TLS is set just above.
+        let mut builder = lettre::SmtpTransport::builder_dangerous(s.server.trim())
+            .port(port)
+            .tls(tls)
+            .timeout(Some(timeout));
+        if let Some(c) = credentials {
+            builder = builder.credentials(c);
+        }
+        Ok(Mailer {
+            transport: builder.build(),
+            from,
+            to,
+        })
+    }
+
+    /// Mails one alert; `Err` says why it was not accepted.
+    fn send(&self, message: &AlertMessage) -> Result<(), String> {
+        use lettre::Transport;
+        let mut builder = lettre::Message::builder()
+            .from(self.from.clone())
+            .subject(format!(
+                "[hallpass] Urgent {} incident {}",
+                message.kind, message.incident
+            ))
+            .header(lettre::message::header::ContentType::TEXT_PLAIN);
+        for to in &self.to {
+            builder = builder.to(to.clone());
+        }
+        let mail = builder
+            .body(message.mail_body())
+            .map_err(|e| format!("mail: {e}"))?;
+        self.transport
+            .send(&mail)
+            .map(drop)
+            .map_err(|e| format!("smtp: {e}"))
+    }
+}
+
+/// The first line of a secret file that only its owner may read.
+fn read_secret(path: &Path) -> Result<String, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("password_file {}: {e}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path)
+            .map_err(|e| format!("password_file {}: {e}", path.display()))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            return Err(format!(
+                "password_file {} can be read by others (mode {:o}): chmod 600 it",
+                path.display(),
+                mode & 0o777
+            ));
+        }
+    }
+    let secret = text.lines().next().unwrap_or("").to_string();
+    if secret.is_empty() {
+        return Err(format!("password_file {} is empty", path.display()));
+    }
+    Ok(secret)
+}
+
+/// An alert channel, as recorded in [`AlertStatus::delivered`].
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Channel {
+    /// The JSON POST.
+    Webhook,
+    /// The mail.
+    Email,
+}
+
+impl Channel {
+    /// The stored word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Webhook => "webhook",
+            Channel::Email => "email",
+        }
     }
 }
 
@@ -134,6 +396,8 @@ pub struct AlertStatus {
     pub next_ms: u64,
     /// When it was delivered.
     pub sent_ms: Option<u64>,
+    /// The channels that have delivered it so far.
+    pub delivered: Vec<Channel>,
 }
 
 impl AlertStatus {
@@ -143,6 +407,7 @@ impl AlertStatus {
         last_error: Option<String>,
         next_ms: i64,
         sent_ms: Option<i64>,
+        delivered: &str,
     ) -> Result<AlertStatus, Error> {
         let state = match state {
             "pending" => AlertState::Pending,
@@ -156,7 +421,25 @@ impl AlertStatus {
             last_error,
             next_ms: crate::store::from_db(next_ms),
             sent_ms: sent_ms.map(crate::store::from_db),
+            delivered: delivered
+                .split(',')
+                .filter(|c| !c.is_empty())
+                .map(|c| match c {
+                    "webhook" => Ok(Channel::Webhook),
+                    "email" => Ok(Channel::Email),
+                    other => Err(Error::BadRow(format!("alert channel `{other}`"))),
+                })
+                .collect::<Result<_, _>>()?,
         })
+    }
+
+    /// `delivered` as stored: the channel words, comma-separated.
+    pub(crate) fn delivered_db(&self) -> String {
+        self.delivered
+            .iter()
+            .map(|c| c.as_str())
+            .collect::<Vec<_>>()
+            .join(",")
     }
 }
 
@@ -253,6 +536,35 @@ impl AlertMessage {
     }
 }
 
+impl AlertMessage {
+    /// The mail's text: what happened and where to read it, never the URL.
+    pub fn mail_body(&self) -> String {
+        let whom = match &self.who {
+            Some(who) => format!("{who} (group {})", self.group),
+            None => format!(
+                "the individual is not identifiable (shared login of group {})",
+                self.group
+            ),
+        };
+        format!(
+            "An urgent incident has been opened by hallpass.\n\n\
+             Incident: {number} ({kind})\n\
+             Who: {whom}\n\
+             Device address: {ip}\n\
+             Opened: {opened}\n\n\
+             Read it and act on it in the console:\n{link}\n\n\
+             The address of the blocked page is not in this message on purpose: the\n\
+             console shows it to the designated safeguarding lead only. Do not search\n\
+             for it, visit it or pass it on.\n",
+            number = self.incident,
+            kind = self.kind,
+            ip = self.ip.as_deref().unwrap_or("unknown"),
+            opened = self.opened,
+            link = self.console_link,
+        )
+    }
+}
+
 /// The alerter thread; [`stop`](Alerter::stop) ends it.
 #[derive(Debug)]
 pub struct Alerter {
@@ -262,22 +574,24 @@ pub struct Alerter {
 }
 
 impl Alerter {
-    /// Starts delivering to the settings' webhook, or returns `None` when none is
-    /// set. The returned waker goes to the recorder.
+    /// Starts delivering to the settings' webhook and mail server, or returns
+    /// `None` when neither is set. The returned waker goes to the recorder.
     pub fn start(
         settings: &AlertSettings,
         open: impl FnMut() -> Result<Store, Error> + Send + 'static,
         clock: Arc<dyn Clock>,
         metrics: Arc<AlertMetrics>,
     ) -> Result<Option<(Alerter, AlertWaker)>, Error> {
-        let Some(webhook) = settings.webhook_target()? else {
+        let webhook = settings.webhook_target()?;
+        let mailer = settings.mailer()?;
+        if webhook.is_none() && mailer.is_none() {
             return Ok(None);
-        };
+        }
         let (tx, rx) = mpsc::sync_channel(1);
         let stop = Arc::new(AtomicBool::new(false));
         let worker = Worker {
             settings: settings.clone(),
-            webhook,
+            channels: Channels { webhook, mailer },
             open: Box::new(open),
             store: None,
             clock,
@@ -314,9 +628,15 @@ impl Alerter {
 /// How often the alerter looks for due alerts without a wake-up (retries).
 const POLL: Duration = Duration::from_millis(500);
 
+/// The configured ways to deliver an alert.
+struct Channels {
+    webhook: Option<Webhook>,
+    mailer: Option<Mailer>,
+}
+
 struct Worker {
     settings: AlertSettings,
-    webhook: Webhook,
+    channels: Channels,
     open: Box<dyn FnMut() -> Result<Store, Error> + Send>,
     store: Option<Store>,
     clock: Arc<dyn Clock>,
@@ -367,8 +687,12 @@ impl Worker {
                 continue;
             };
             let message = AlertMessage::of(&incident, &self.settings.console_url);
-            let result =
-                runtime.block_on(post_json(&self.webhook, &message, self.settings.timeout));
+            let result = self.channels.attempt(
+                runtime,
+                &message,
+                self.settings.timeout,
+                &mut status.delivered,
+            );
             let now = self.clock.now_ms();
             status.attempts += 1;
             match result {
@@ -399,6 +723,41 @@ impl Worker {
             store.save_alert(number, &status)?;
         }
         Ok(())
+    }
+}
+
+impl Channels {
+    /// Tries every channel that has not delivered yet, recording those that do;
+    /// `Err` says why the others did not.
+    fn attempt(
+        &self,
+        runtime: &tokio::runtime::Runtime,
+        message: &AlertMessage,
+        timeout: Duration,
+        delivered: &mut Vec<Channel>,
+    ) -> Result<(), String> {
+        let mut errors = Vec::new();
+        if let Some(webhook) = &self.webhook
+            && !delivered.contains(&Channel::Webhook)
+        {
+            match runtime.block_on(post_json(webhook, message, timeout)) {
+                Ok(()) => delivered.push(Channel::Webhook),
+                Err(e) => errors.push(format!("webhook: {e}")),
+            }
+        }
+        if let Some(mailer) = &self.mailer
+            && !delivered.contains(&Channel::Email)
+        {
+            match mailer.send(message) {
+                Ok(()) => delivered.push(Channel::Email),
+                Err(e) => errors.push(format!("email: {e}")),
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors.join("; "))
+        }
     }
 }
 

@@ -56,6 +56,7 @@ pub mod store;
 
 pub use alert::{
     AlertMessage, AlertMetrics, AlertSettings, AlertState, AlertStatus, AlertWaker, Alerter,
+    Channel, Mailer, SmtpSecurity, SmtpSettings,
 };
 pub use clock::{Clock, SystemClock};
 pub use error::Error;
@@ -64,10 +65,10 @@ pub use model::{
     ActionTaken, Actor, AuditEntry, AuthFailure, EventFilter, Incident, IncidentFilter,
     IncidentKind, NewIncident, Role, SignOff, State, Subject, Urgency,
 };
-pub use recorder::{LockedUpdates, Recorder};
+pub use recorder::{Recorder, RuleUpdates};
 pub use reporting::{
     BlockCount, Closure, FilterCheck, FilterCheckResult, KindCount, NewFilterCheck,
 };
-pub use rules::{LockedCategories, RuleEngine, Rules};
+pub use rules::{CheckAccounts, LockedCategories, RuleEngine, Rules};
 pub use settings::{Settings, StoreLocation};
 pub use store::Store;

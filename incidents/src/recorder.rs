@@ -26,7 +26,7 @@ use policy::event::BlockEvent;
 use crate::clock::Clock;
 use crate::error::Error;
 use crate::model::AuthFailure;
-use crate::rules::{LockedCategories, RuleEngine};
+use crate::rules::{CheckAccounts, LockedCategories, RuleEngine};
 use crate::store::{RecordStats, Store};
 
 /// Opens the store; called again after every failure.
@@ -41,26 +41,48 @@ pub struct Recorder {
     rules: RuleEngine,
     clock: Arc<dyn Clock>,
     failures: u64,
-    locked_updates: LockedUpdates,
+    updates: RuleUpdates,
     alerts: crate::alert::AlertWaker,
 }
 
-/// A handle that replaces a [`Recorder`]'s locked categories from another thread
-/// (the policy reload), taking effect from the recorder's next batch.
+/// A handle that replaces what a [`Recorder`]'s rules take from outside (the
+/// policy's locked categories, the filter check's accounts) from another thread
+/// (the reload), taking effect from the recorder's next batch.
 ///
 /// The recorder itself lives on the event writer's thread, so a reload cannot
-/// reach it directly; it leaves the new categories here instead.
+/// reach it directly; it leaves the new values here instead.
 #[derive(Clone, Debug, Default)]
-pub struct LockedUpdates(Arc<Mutex<Option<LockedCategories>>>);
+pub struct RuleUpdates(Arc<Mutex<PendingUpdates>>);
 
-impl LockedUpdates {
+#[derive(Debug, Default)]
+struct PendingUpdates {
+    locked: Option<LockedCategories>,
+    check_accounts: Option<CheckAccounts>,
+}
+
+impl RuleUpdates {
     /// The categories the next batch is judged by.
-    pub fn set(&self, locked: LockedCategories) {
-        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(locked);
+    pub fn set_locked(&self, locked: LockedCategories) {
+        self.pending().locked = Some(locked);
     }
 
-    fn take(&self) -> Option<LockedCategories> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).take()
+    /// The filter check's accounts from the next batch on.
+    pub fn set_check_accounts(&self, accounts: CheckAccounts) {
+        self.pending().check_accounts = Some(accounts);
+    }
+
+    fn pending(&self) -> std::sync::MutexGuard<'_, PendingUpdates> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn apply(&self, rules: &mut RuleEngine) {
+        let mut pending = self.pending();
+        if let Some(locked) = pending.locked.take() {
+            rules.set_locked(locked);
+        }
+        if let Some(accounts) = pending.check_accounts.take() {
+            rules.set_check_accounts(accounts);
+        }
     }
 }
 
@@ -89,7 +111,7 @@ impl Recorder {
             rules,
             clock,
             failures: 0,
-            locked_updates: LockedUpdates::default(),
+            updates: RuleUpdates::default(),
             alerts: crate::alert::AlertWaker::none(),
         }
     }
@@ -100,9 +122,9 @@ impl Recorder {
     }
 
     /// A handle through which another thread replaces the locked categories
-    /// (see [`LockedUpdates`]).
-    pub fn locked_updates(&self) -> LockedUpdates {
-        self.locked_updates.clone()
+    /// and the filter check's accounts (see [`RuleUpdates`]).
+    pub fn rule_updates(&self) -> RuleUpdates {
+        self.updates.clone()
     }
 
     /// Wakes this alerter whenever a batch opens an incident (it delivers the
@@ -132,9 +154,7 @@ impl Recorder {
         events: &[BlockEvent],
         auth: &[AuthFailure],
     ) -> Result<RecordStats, Error> {
-        if let Some(locked) = self.locked_updates.take() {
-            self.rules.set_locked(locked);
-        }
+        self.updates.apply(&mut self.rules);
         let now = self.clock.now_ms();
         self.connect()?;
         let store = self

@@ -92,6 +92,36 @@ impl Default for Rules {
     }
 }
 
+/// The accounts `hallpass filter-check` probes with (one per group, from
+/// `filter-check-logins.toml` in the state directory). Their blocks are the
+/// check working as meant: a weekly probe of the locked baseline must not page
+/// the safeguarding lead with an urgent `illegal` incident, nor a probe of
+/// `drugs` open a `safeguarding` one. The events are stored all the same, named
+/// by account, so the block report shows the check's traffic for what it is.
+/// Only an authenticated account can be exempt: nothing a client sends in a
+/// request (a header, an address) can switch incidents off.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CheckAccounts(pub std::collections::BTreeSet<String>);
+
+impl CheckAccounts {
+    fn contains(&self, who: Option<&str>) -> bool {
+        who.is_some_and(|w| self.0.contains(w))
+    }
+}
+
+/// Whether `url` names a host under `.invalid`, which RFC 6761 reserves as a
+/// name that never resolves: nothing can be reached there, so a block of one is
+/// a probe of the filter (the locked baseline's test entries,
+/// `child-abuse.hallpass-test.invalid`), never an attempt at content, and paging
+/// the safeguarding lead for it would teach them to ignore the pages that
+/// matter. The event itself is stored like any other.
+fn is_reserved_test_name(url: &str) -> bool {
+    policy::url::CanonicalUrl::parse(url).is_ok_and(|u| {
+        let host = u.host().as_str();
+        host == "invalid" || host.ends_with(".invalid")
+    })
+}
+
 /// The policy's locked-baseline category names (`policy.baseline()`), passed in
 /// so this crate never loads a policy itself.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -286,6 +316,7 @@ impl Windows {
 pub struct RuleEngine {
     rules: Rules,
     locked: LockedCategories,
+    check_accounts: CheckAccounts,
     repeats: Windows,
     auth: Windows,
 }
@@ -296,6 +327,7 @@ impl RuleEngine {
         RuleEngine {
             rules,
             locked,
+            check_accounts: CheckAccounts::default(),
             repeats: Windows::default(),
             auth: Windows::default(),
         }
@@ -312,10 +344,19 @@ impl RuleEngine {
         self.locked = locked;
     }
 
+    /// Replaces the filter check's accounts (after a reload); see [`CheckAccounts`].
+    pub fn set_check_accounts(&mut self, accounts: CheckAccounts) {
+        self.check_accounts = accounts;
+    }
+
     /// Incidents one newly stored event opens: its own class, plus `inappropriate`
-    /// when it completes a burst of repeats.
+    /// when it completes a burst of repeats. A filter check's own probes open
+    /// none (they are still stored, as the check's evidence).
     pub fn on_event(&mut self, ev: &BlockEvent) -> Vec<NewIncident> {
         let mut out = Vec::new();
+        if self.check_accounts.contains(ev.who.as_deref()) || is_reserved_test_name(&ev.url) {
+            return out;
+        }
         if let Some(i) = self.rules.classify(ev, &self.locked) {
             out.push(i);
         }
@@ -417,6 +458,42 @@ pub(crate) mod tests {
 
     fn kinds(v: &[NewIncident]) -> Vec<IncidentKind> {
         v.iter().map(|i| i.kind).collect()
+    }
+
+    #[test]
+    fn filter_check_probes_open_no_incidents() {
+        let mut engine = RuleEngine::new(Rules::default(), LockedCategories::required());
+        engine.set_check_accounts(CheckAccounts(["check-year4".to_string()].into()));
+        let mut baseline = event("A", Some("check-year4"), Some("child-abuse"));
+        baseline.rule = Some("baseline baseline.toml:1:1".into());
+        assert!(engine.on_event(&baseline).is_empty());
+        let drugs = event("B", Some("check-year4"), Some("drugs"));
+        assert!(engine.on_event(&drugs).is_empty());
+        for i in 0..10 {
+            let games = event(&format!("C{i}"), Some("check-year4"), Some("games"));
+            assert!(engine.on_event(&games).is_empty());
+        }
+        // The same blocks by anyone else open what they always did.
+        baseline.who = Some("amy".into());
+        assert_eq!(kinds(&engine.on_event(&baseline)), [IncidentKind::Illegal]);
+        baseline.who = None;
+        assert_eq!(kinds(&engine.on_event(&baseline)), [IncidentKind::Illegal]);
+
+        // A `.invalid` name never resolves: a locked-baseline test entry probed
+        // from a subnet-identified group opens nothing, however it is spelt.
+        for url in [
+            "http://child-abuse.hallpass-test.invalid/",
+            "https://WWW.Terrorism.hallpass-test.INVALID./x",
+        ] {
+            let mut probe = event("D", None, Some("child-abuse"));
+            probe.rule = Some("baseline baseline.toml:1:1".into());
+            probe.url = url.into();
+            assert!(engine.on_event(&probe).is_empty(), "{url}");
+        }
+        // ... but a look-alike that does resolve still does.
+        let mut real = event("E", None, Some("child-abuse"));
+        real.url = "http://invalid.example.com/".into();
+        assert_eq!(kinds(&engine.on_event(&real)), [IncidentKind::Illegal]);
     }
 
     #[test]

@@ -16,6 +16,10 @@
 //! [incidents.alerts]
 //! webhook = "http://alerts.school.lan:8099/hallpass"   # urgent incidents, POSTed as JSON
 //! console_url = "http://hallpass.school.lan:8080"
+//! [incidents.alerts.smtp]                # and/or mailed (see `alert::SmtpSettings`)
+//! server = "mail.school.example"
+//! from = "hallpass@school.example"
+//! to = ["dsl@school.example"]
 //! ```
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -125,6 +129,7 @@ impl Settings {
             ));
         }
         self.alerts.webhook_target()?;
+        self.alerts.mailer()?;
         if self.alerts.max_attempts == 0 {
             return Err(Error::Settings(
                 "alerts.max_attempts must be at least 1, found 0".into(),

@@ -143,6 +143,7 @@ fn an_urgent_incident_is_alerted_retried_after_failures_and_never_carries_the_ur
         let hook = webhook(&[500, 503, 200]);
         let settings = AlertSettings {
             webhook: Some(hook.url.clone()),
+            smtp: None,
             console_url: "http://console.school.test:8080/".into(),
             max_attempts: 5,
             first_retry: Duration::from_millis(50),

@@ -770,7 +770,7 @@ fn a_reload_that_locks_another_category_reaches_the_recorder_from_another_thread
         Arc::new(TestClock(AtomicU64::new(T0))),
         Duration::from_secs(1),
     );
-    let updates = recorder.locked_updates();
+    let updates = recorder.rule_updates();
     let before = recorder
         .record(&[event("LK1", Some("amy"), Some("iwf-extra"), 0)], &[])
         .expect("record");
@@ -778,7 +778,7 @@ fn a_reload_that_locks_another_category_reaches_the_recorder_from_another_thread
     // What `hallpass run` does on SIGHUP, from the reload task's thread.
     let mut locked = LockedCategories::required();
     locked.0.push("iwf-extra".into());
-    std::thread::spawn(move || updates.set(locked))
+    std::thread::spawn(move || updates.set_locked(locked))
         .join()
         .expect("reload thread");
     let after = recorder

@@ -33,9 +33,13 @@ pub const STAFF: [(&str, Role); 5] = [
     ("t.tech", Role::Technician),
 ];
 
-/// The URL of the seeded illegal incident (the shipped test entry of the
-/// locked child-abuse list).
-pub const ILLEGAL_URL: &str = "https://child-abuse.hallpass-test.invalid/gallery";
+/// The host of the seeded illegal incident's URL. Not the locked list's
+/// `.invalid` test entry: a block of a name that can never resolve is a probe
+/// of the filter and opens no incident.
+pub const ILLEGAL_HOST: &str = "gallery.child-abuse-host.example";
+
+/// The URL of the seeded illegal incident (blocked as `child-abuse`).
+pub const ILLEGAL_URL: &str = "https://gallery.child-abuse-host.example/photos";
 
 /// The workspace root.
 pub fn root() -> PathBuf {

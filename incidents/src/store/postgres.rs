@@ -529,7 +529,7 @@ impl Engine for PostgresEngine {
 
     fn alert_status(&mut self, number: u64) -> Result<Option<AlertStatus>, Error> {
         let row = self.client.query_opt(
-            "SELECT state, attempts, last_error, next_ms, sent_ms FROM alerts WHERE number = $1",
+            "SELECT state, attempts, last_error, next_ms, sent_ms, delivered FROM alerts WHERE number = $1",
             &[&to_db(number)],
         )?;
         row.map(|r| {
@@ -539,6 +539,7 @@ impl Engine for PostgresEngine {
                 r.try_get(2)?,
                 r.try_get(3)?,
                 r.try_get(4)?,
+                &r.try_get::<_, String>(5)?,
             )
         })
         .transpose()
@@ -547,7 +548,7 @@ impl Engine for PostgresEngine {
     fn save_alert(&mut self, number: u64, status: &AlertStatus) -> Result<(), Error> {
         let attempts = i32::try_from(status.attempts).unwrap_or(i32::MAX);
         self.client.execute(
-            "UPDATE alerts SET state = $2, attempts = $3, last_error = $4, next_ms = $5, sent_ms = $6 WHERE number = $1",
+            "UPDATE alerts SET state = $2, attempts = $3, last_error = $4, next_ms = $5, sent_ms = $6, delivered = $7 WHERE number = $1",
             &[
                 &to_db(number),
                 &status.state.as_str(),
@@ -555,6 +556,7 @@ impl Engine for PostgresEngine {
                 &status.last_error,
                 &to_db(status.next_ms),
                 &status.sent_ms.map(to_db),
+                &status.delivered_db(),
             ],
         )?;
         Ok(())

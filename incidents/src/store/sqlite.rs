@@ -479,7 +479,7 @@ impl Engine for SqliteEngine {
         let raw = self
             .conn
             .query_row(
-                "SELECT state, attempts, last_error, next_ms, sent_ms FROM alerts WHERE number = ?1",
+                "SELECT state, attempts, last_error, next_ms, sent_ms, delivered FROM alerts WHERE number = ?1",
                 [to_db(number)],
                 |r| {
                     Ok((
@@ -488,19 +488,22 @@ impl Engine for SqliteEngine {
                         r.get::<_, Option<String>>(2)?,
                         r.get::<_, i64>(3)?,
                         r.get::<_, Option<i64>>(4)?,
+                        r.get::<_, String>(5)?,
                     ))
                 },
             )
             .optional()?;
-        raw.map(|(state, attempts, last_error, next_ms, sent_ms)| {
-            AlertStatus::from_db(&state, attempts, last_error, next_ms, sent_ms)
-        })
+        raw.map(
+            |(state, attempts, last_error, next_ms, sent_ms, delivered)| {
+                AlertStatus::from_db(&state, attempts, last_error, next_ms, sent_ms, &delivered)
+            },
+        )
         .transpose()
     }
 
     fn save_alert(&mut self, number: u64, status: &AlertStatus) -> Result<(), Error> {
         self.conn.execute(
-            "UPDATE alerts SET state = ?2, attempts = ?3, last_error = ?4, next_ms = ?5, sent_ms = ?6 WHERE number = ?1",
+            "UPDATE alerts SET state = ?2, attempts = ?3, last_error = ?4, next_ms = ?5, sent_ms = ?6, delivered = ?7 WHERE number = ?1",
             params![
                 to_db(number),
                 status.state.as_str(),
@@ -508,6 +511,7 @@ impl Engine for SqliteEngine {
                 status.last_error,
                 to_db(status.next_ms),
                 status.sent_ms.map(to_db),
+                status.delivered_db(),
             ],
         )?;
         Ok(())

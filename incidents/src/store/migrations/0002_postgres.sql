@@ -7,7 +7,8 @@ CREATE TABLE alerts (
     attempts    INTEGER NOT NULL DEFAULT 0,
     last_error  TEXT,
     next_ms     BIGINT  NOT NULL DEFAULT 0,   -- the next attempt, while pending
-    sent_ms     BIGINT
+    sent_ms     BIGINT,
+    delivered   TEXT    NOT NULL DEFAULT ''   -- channels done: webhook,email
 );
 CREATE INDEX alerts_due ON alerts (state, next_ms);
 CREATE FUNCTION incidents_alert() RETURNS trigger LANGUAGE plpgsql AS $$

@@ -7,7 +7,8 @@ CREATE TABLE alerts (
     attempts    INTEGER NOT NULL DEFAULT 0,
     last_error  TEXT,
     next_ms     INTEGER NOT NULL DEFAULT 0,   -- the next attempt, while pending
-    sent_ms     INTEGER
+    sent_ms     INTEGER,
+    delivered   TEXT    NOT NULL DEFAULT ''   -- channels done: webhook,email
 );
 CREATE INDEX alerts_due ON alerts (state, next_ms);
 CREATE TRIGGER incidents_alert AFTER INSERT ON incidents
