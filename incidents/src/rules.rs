@@ -116,10 +116,16 @@ impl CheckAccounts {
 /// the safeguarding lead for it would teach them to ignore the pages that
 /// matter. The event itself is stored like any other.
 fn is_reserved_test_name(url: &str) -> bool {
-    policy::url::CanonicalUrl::parse(url).is_ok_and(|u| {
-        let host = u.host().as_str();
-        host == "invalid" || host.ends_with(".invalid")
-    })
+    // Most URLs do not even contain the word: skip the parse for them.
+    let mentions = url
+        .as_bytes()
+        .windows(8)
+        .any(|w| w.eq_ignore_ascii_case(b".invalid"));
+    mentions
+        && policy::url::CanonicalUrl::parse(url).is_ok_and(|u| {
+            let host = u.host().as_str();
+            host == "invalid" || host.ends_with(".invalid")
+        })
 }
 
 /// The policy's locked-baseline category names (`policy.baseline()`), passed in
