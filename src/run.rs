@@ -264,7 +264,13 @@ fn init_tracing(text: bool) -> tracing_appender::non_blocking::WorkerGuard {
     // (measured: synchronous access-log writes cost ~20% of allowed-HTTP
     // throughput). When the buffer is full, lines are dropped rather than
     // slowing pupils down; block events are recorded separately and never dropped.
-    let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
+    // The writer thread drains every queued line into one buffer and flushes it
+    // when the queue is empty: one write for a burst instead of one per request
+    // (whole lines only, as each is far smaller than the buffer).
+    let (writer, guard) = tracing_appender::non_blocking(std::io::BufWriter::with_capacity(
+        64 * 1024,
+        std::io::stderr(),
+    ));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer);
