@@ -27,6 +27,7 @@ pub fn run(config: &Path, args: Args) -> anyhow::Result<ExitCode> {
     // A bad line in a list is skipped when serving, but `check` refuses it so the
     // technician sees it (`hallpass lists import` writes clean lists).
     let mut problems: Vec<String> = snap.list_problems.iter().map(ToString::to_string).collect();
+    problems.extend(service_problems(&snap));
     let outcomes = snap.policy.run_tests(&snap.lists);
     let mut tests = Vec::new();
     for o in &outcomes {
@@ -67,6 +68,29 @@ pub fn run(config: &Path, args: Args) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+/// The sections `hallpass run` reads besides the policy: `[incidents]` (with
+/// its alert channels, which reads the SMTP password file to check it) and
+/// `[console]`, so a mistake there is caught before a restart, not by one.
+fn service_problems(snap: &snapshot::Snapshot) -> Vec<String> {
+    let file = &snap.config.file;
+    let mut problems = Vec::new();
+    let state_dir = proxy::Settings::from_config(&snap.config, &snap.config_dir).state_dir;
+    let incidents: Result<incidents::Settings, _> = snap.config.incidents.clone().try_into();
+    match incidents {
+        Ok(mut settings) => {
+            settings.alerts.resolve_paths(&state_dir);
+            if let Err(e) = settings.validate() {
+                problems.push(format!("{file}: [incidents]: {e}"));
+            }
+        }
+        Err(e) => problems.push(format!("{file}: [incidents]: {e}")),
+    }
+    if let Err(e) = console::Settings::from_table(file, &snap.config.console) {
+        problems.push(format!("{e}"));
+    }
+    problems
 }
 
 fn report(json: bool, problems: &[String], tests: &[serde_json::Value], summary: Option<String>) {

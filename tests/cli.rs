@@ -304,3 +304,31 @@ fn config_comes_from_the_environment_too() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(v["verdict"], "allow");
 }
+
+#[test]
+fn check_refuses_bad_alert_and_console_settings_before_a_restart() {
+    let (dir, config) = scratch_config(|p| p);
+    let text = std::fs::read_to_string(&config).expect("config");
+    std::fs::write(
+        &config,
+        format!(
+            "{text}\n[incidents.alerts.smtp]\nserver = \"mail.school.test\"\nsecurity = \"none\"\n\
+             from = \"hallpass@school.test\"\nto = [\"dsl@school.test\"]\nusername = \"hallpass\"\n\
+             password_file = \"smtp-password\"\n"
+        )
+        .replace("[console]\n", "[console]\nidle_timout = \"15m\"\n"),
+    )
+    .expect("config");
+    let out = hallpass(&config, &["check"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("[incidents]") && err.contains("alerts.smtp") && err.contains("in the clear"),
+        "{err}"
+    );
+    assert!(
+        err.contains("[console]") && err.contains("idle_timout"),
+        "{err}"
+    );
+    drop(dir);
+}
