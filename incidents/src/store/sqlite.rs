@@ -39,10 +39,12 @@ impl SqliteEngine {
         conn.busy_timeout(Duration::from_secs(5))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
-        // 64 MiB of page cache (the default is 2 MiB): the reference and
-        // (who, time) indexes take inserts at random places, and a year of
-        // events outgrows a small cache quickly.
-        conn.pragma_update(None, "cache_size", -65_536)?;
+        // 8 MiB of page cache (the default is 2 MiB). This cache lives in the
+        // proxy's own memory, beside the lists: 64 MiB took the proxy from
+        // ~36 MB to ~90 MB resident after a burst of blocks, for no measurable
+        // gain in insert rate (the reference and time indexes append at their
+        // ends; pages the (who, time) index needs come back from the OS cache).
+        conn.pragma_update(None, "cache_size", -8_192)?;
         let mut engine = SqliteEngine { conn };
         engine.migrate(MIGRATIONS)?;
         Ok(engine)
