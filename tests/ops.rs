@@ -597,6 +597,21 @@ fn a_reload_keeps_the_compiled_lists_only_while_their_files_are_unchanged() {
     assert_ne!(fifth.lists.matcher().lookup("site.test", "/games/x"), 0);
     // ... and nothing changed since: kept.
     assert!(load(6, &fifth).lists.shares_matcher_with(&fifth.lists));
+
+    // A folder that becomes ambiguous (`urls` and `urls.gz`) is not quietly
+    // kept: the reload is refused at the policy line that names the list.
+    std::fs::write(dir.path().join("lists/t/games/urls.gz"), b"").expect("urls.gz");
+    match proxy::snapshot::load_reusing(&config, 7, &fifth) {
+        Err(proxy::snapshot::LoadError::Invalid(problems)) => {
+            let text = problems.to_string();
+            assert!(
+                text.contains("policy.toml:") && text.contains("games"),
+                "{text}"
+            );
+        }
+        Err(e) => panic!("expected the policy's problems, got {e}"),
+        Ok(_) => panic!("an ambiguous list folder was accepted"),
+    }
 }
 
 #[tokio::test]

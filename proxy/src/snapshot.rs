@@ -212,7 +212,11 @@ enum ListFiles {
 
 /// The identity of every file the lists are compiled from, in order.
 #[derive(Debug, Default, PartialEq, Eq)]
-struct ListInputs(Vec<(u8, PathBuf, Option<FileStamp>)>);
+struct ListInputs(Vec<(u8, PathBuf, Stamp)>);
+
+/// A file's stamp, `None` when the file does not exist, or why the folder
+/// cannot be read as a list (never equal to a stamp of lists that compiled).
+type Stamp = Result<Option<FileStamp>, String>;
 
 /// A file's identity and version as the file system reports it.
 #[derive(Debug, PartialEq, Eq)]
@@ -267,23 +271,21 @@ impl ListInputs {
         for source in sources {
             match &source.files {
                 ListFiles::Hosts(file) => {
-                    out.push((source.id, file.clone(), Some(FileStamp::of(file)?)));
+                    out.push((source.id, file.clone(), Ok(Some(FileStamp::of(file)?))));
                 }
                 ListFiles::Squidguard(dir) => {
                     for kind in ["domains", "urls", "expressions"] {
-                        let found =
-                            blocklists::formats::find_list_file(dir, kind).map_err(|e| {
-                                LoadError::Io {
-                                    path: dir.clone(),
-                                    source: std::io::Error::other(e.to_string()),
-                                }
-                            })?;
-                        match found {
-                            Some(file) => {
+                        // A folder the builder will refuse (both `domains` and
+                        // `domains.gz`, say) stamps as the error: it never equals
+                        // the stamp of lists that compiled, so the compile runs and
+                        // reports the problem at the policy line that names it.
+                        match blocklists::formats::find_list_file(dir, kind) {
+                            Ok(Some(file)) => {
                                 let stamp = FileStamp::of(&file)?;
-                                out.push((source.id, file, Some(stamp)));
+                                out.push((source.id, file, Ok(Some(stamp))));
                             }
-                            None => out.push((source.id, dir.join(kind), None)),
+                            Ok(None) => out.push((source.id, dir.join(kind), Ok(None))),
+                            Err(e) => out.push((source.id, dir.join(kind), Err(e.to_string()))),
                         }
                     }
                 }
