@@ -52,7 +52,7 @@ pub fn run(config: &Path, args: Args) -> anyhow::Result<ExitCode> {
         crate::incident_sink::incident_sink(&snap, &settings.state_dir)?;
     let console_settings = console::Settings::from_table(&snap.config.file, &snap.config.console)?;
     let snapshots = Arc::new(ArcSwap::from_pointee(snap));
-    let runtime = runtime()?;
+    let runtime = proxy::runtime()?;
     let logins = (Arc::new(verifier), max_hashes);
     let console_ctx = console::Context {
         snapshots: snapshots.clone(),
@@ -82,22 +82,6 @@ fn console_router(
     metrics: axum::Router,
 ) -> axum::Router {
     console::app(settings, ctx).merge(metrics)
-}
-
-/// The async runtime: one worker per CPU this process may run on. Confined to
-/// a single CPU (taskset, a cgroup cpuset, a small VM), the single-threaded
-/// scheduler does the same work without cross-thread wake-ups and queues.
-fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if cpus == 1 {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-    }
 }
 
 /// The proxy-login verifier, from `[accounts]` and `<state_dir>/accounts.toml`.

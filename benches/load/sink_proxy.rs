@@ -75,16 +75,7 @@ fn main() {
         other => panic!("unknown sink `{other}`: jsonl or store"),
     };
     // As `hallpass run`: one thread when confined to one CPU.
-    let runtime = if std::thread::available_parallelism().map_or(1, |n| n.get()) == 1 {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-    }
-    .expect("runtime");
+    let runtime = proxy::runtime().expect("runtime");
     runtime.block_on(async move {
         let snapshots = Arc::new(ArcSwap::from_pointee(snap));
         let mut builder = proxy::ProxyBuilder::new(settings, snapshots);
