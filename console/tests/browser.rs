@@ -103,26 +103,37 @@ impl Browser {
             .unwrap_or_else(|e| panic!("{selector}: {e}"))
     }
 
-    /// Clicks `element`, which loads a new page, and waits until the old page
-    /// is gone: a click returns before the browser navigates, so without this
-    /// the next read could find the same element on the page being left.
+    /// Clicks `element`, which loads a new page, and waits until the new page
+    /// has loaded: a click returns before the browser navigates, so without
+    /// this the next read could find the same element on the page being left.
+    /// The old page's window carries a mark; the new document's does not. While
+    /// the browser is between the two, WebDriver answers with errors (stale
+    /// element, "node does not belong to the document"), which are retried.
     async fn click_to_load(&self, element: fantoccini::elements::Element, what: &str) {
-        let old = self.css("html").await;
+        self.client
+            .execute("window.hallpassOldPage = true;", vec![])
+            .await
+            .unwrap_or_else(|e| panic!("{what}: marking the page: {e}"));
         element
             .click()
             .await
             .unwrap_or_else(|e| panic!("{what}: {e}"));
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         loop {
-            match old.tag_name().await {
-                Err(e) if e.is_stale_element_reference() => return,
-                Err(e) => panic!("{what}: {e}"),
-                Ok(_) => {}
+            let loaded = self
+                .client
+                .execute(
+                    "return window.hallpassOldPage === undefined && document.readyState === 'complete';",
+                    vec![],
+                )
+                .await;
+            match loaded {
+                Ok(serde_json::Value::Bool(true)) => return,
+                other => assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "{what}: no new page after 10 s (last answer: {other:?})"
+                ),
             }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{what}: no new page after 10 s"
-            );
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
     }
