@@ -32,51 +32,17 @@ PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
 trap cleanup EXIT
 
+# shellcheck source=benches/common.sh
+. benches/common.sh
 # --- origin (core 1) -------------------------------------------------------
 # HTTPS on port 443 (see origin.rs: hey's TLS server name); needs root or CAP_NET_BIND_SERVICE.
-taskset -c 1 "$ROOT/target/release/examples/bench-origin" "$WORK" 127.0.0.1:443 >"$WORK/origin.out" &
-PIDS+=($!)
-for _ in $(seq 50); do [ -s "$WORK/origin.out" ] && break; sleep 0.1; done
-HTTP=$(sed -n 's/.*http=\([^ ]*\).*/\1/p' "$WORK/origin.out")
-HTTPS=$(sed -n 's/.*https=\([^ ]*\).*/\1/p' "$WORK/origin.out")
-HTTP_PORT=${HTTP##*:}
-HTTPS_PORT=${HTTPS##*:}
+start_origin 127.0.0.1:443
 
 # --- a ~1 M-domain policy: every UT1 category, the adult stand-ins, padding ---
-mkdir -p "$WORK/pad/padding"
-# Padding names are spread over many parent domains, as real lists are.
-awk 'BEGIN { for (i = 0; i < 330000; i++) printf "site%d.pad%d.hallpass-bench.test\n", i, i % 9973 }' >"$WORK/pad/padding/domains"
-{
-    echo 'version = 1'
-    echo '[baseline]'
-    echo 'child-abuse = ["baseline:child-abuse"]'
-    echo 'terrorism = ["baseline:terrorism"]'
-    echo 'malware = ["ut1:malware"]'
-    echo 'phishing = ["ut1:phishing"]'
-    for dir in "$SHARED"/ut1/*/; do
-        name=$(basename "$dir")
-        [ -L "${dir%/}" ] && continue
-        case $name in malware|phishing) continue ;; esac
-        [ -f "$dir/domains" ] || [ -f "$dir/urls" ] || continue
-        printf '[categories.%s]\nlists = ["ut1:%s"]\n' "$name" "$name"
-    done
-    for dir in "$SHARED"/adult-partial/*/; do
-        name=$(basename "$dir")
-        printf '[categories.%s]\nlists = ["adult:%s"]\n' "$name" "$name"
-    done
-    printf '[categories.padding]\nlists = ["pad:padding"]\n'
-    echo '[bands.ks2]'
-    echo 'ages = "7-10"'
-    echo 'default = "allow"'
-    printf 'block = ["adult", "gambling", "games", "social_networks", "ut1-adult-x-alexa-top1m-2019", "sinfonietta-pornography-2026"]\n'
-    echo '[groups]'
-    echo 'year5 = { band = "ks2" }'
-    echo '[[subnets]]'
-    echo 'cidr = "127.0.0.0/8"'
-    echo 'group = "year5"'
-} >"$WORK/policy.toml"
+write_padding
+big_policy "" "${BIG_POLICY_BLOCKS[@]}" >"$WORK/policy.toml"
 
-PROXY_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+PROXY_PORT=$(free_port)
 cat >"$WORK/hallpass.toml" <<TOML
 version = 1
 policy = "policy.toml"

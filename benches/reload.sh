@@ -39,49 +39,18 @@ PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
 trap cleanup EXIT
 
-taskset -c 1 "$ROOT/target/release/examples/bench-origin" "$WORK" 127.0.0.1:0 >"$WORK/origin.out" &
-PIDS+=($!)
-for _ in $(seq 50); do [ -s "$WORK/origin.out" ] && break; sleep 0.1; done
-HTTP=$(sed -n 's/.*http=\([^ ]*\).*/\1/p' "$WORK/origin.out")
-HTTP_PORT=${HTTP##*:}
+# shellcheck source=benches/common.sh
+. benches/common.sh
+start_origin 127.0.0.1:0
 
-# --- the ~1 M-domain policy of benches/load.sh, plus a keyword rule to flip ---
-mkdir -p "$WORK/pad/padding"
-awk 'BEGIN { for (i = 0; i < 330000; i++) printf "site%d.pad%d.hallpass-bench.test\n", i, i % 9973 }' >"$WORK/pad/padding/domains"
-policy() { # $1: the deny keyword
-    echo 'version = 1'
-    echo '[baseline]'
-    echo 'child-abuse = ["baseline:child-abuse"]'
-    echo 'terrorism = ["baseline:terrorism"]'
-    echo 'malware = ["ut1:malware"]'
-    echo 'phishing = ["ut1:phishing"]'
-    printf '[deny]\nkeywords = ["%s"]\n' "$1"
-    for dir in "$SHARED"/ut1/*/; do
-        name=$(basename "$dir")
-        [ -L "${dir%/}" ] && continue
-        case $name in malware|phishing) continue ;; esac
-        [ -f "$dir/domains" ] || [ -f "$dir/urls" ] || continue
-        printf '[categories.%s]\nlists = ["ut1:%s"]\n' "$name" "$name"
-    done
-    for dir in "$SHARED"/adult-partial/*/; do
-        name=$(basename "$dir")
-        printf '[categories.%s]\nlists = ["adult:%s"]\n' "$name" "$name"
-    done
-    printf '[categories.padding]\nlists = ["pad:padding"]\n'
-    echo '[bands.ks2]'
-    echo 'ages = "7-10"'
-    echo 'default = "allow"'
-    printf 'block = ["adult", "gambling", "games", "social_networks", "padding", "ut1-adult-x-alexa-top1m-2019", "sinfonietta-pornography-2026"]\n'
-    echo '[groups]'
-    echo 'year5 = { band = "ks2" }'
-    echo '[[subnets]]'
-    echo 'cidr = "127.0.0.0/8"'
-    echo 'group = "year5"'
-}
+# --- the ~1 M-domain policy of benches/load.sh, plus a keyword rule to flip
+# and the padding blocked (the list edit adds a padding name) ---
+write_padding
+policy() { big_policy "$1" "${BIG_POLICY_BLOCKS[@]}" padding; } # $1: the deny keyword
 policy neverusedword >"$WORK/policy.toml"
 
-PROXY_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-CONSOLE_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+PROXY_PORT=$(free_port)
+CONSOLE_PORT=$(free_port)
 cat >"$WORK/hallpass.toml" <<TOML
 version = 1
 policy = "policy.toml"
