@@ -568,22 +568,9 @@ fn to_csv(list: &[Incident]) -> String {
             ts(i.governor_signoff.as_ref().map(|s| s.at_ms)),
             i.references.join(";"),
         ];
-        let row: Vec<String> = cells.iter().map(|c| csv_cell(c)).collect();
+        let row: Vec<String> = cells.iter().map(|c| incidents::csv::cell(c)).collect();
         out.push_str(&row.join(","));
         out.push('\n');
     }
     out
-}
-
-fn csv_cell(text: &str) -> String {
-    let text = if text.starts_with(['=', '+', '-', '@']) {
-        format!("'{text}")
-    } else {
-        text.to_string()
-    };
-    if text.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", text.replace('"', "\"\""))
-    } else {
-        text
-    }
 }

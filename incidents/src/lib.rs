@@ -39,6 +39,7 @@
 
 pub mod alert;
 pub mod clock;
+pub mod csv;
 pub mod duration;
 pub mod error;
 pub mod evidence;

@@ -197,7 +197,7 @@ impl PeriodReport {
     pub fn to_csv(&self) -> String {
         let mut out = String::from("section,key,detail,current,previous\n");
         let mut row = |cells: [&str; 5]| {
-            let line: Vec<String> = cells.iter().map(|c| csv_cell(c)).collect();
+            let line: Vec<String> = cells.iter().map(|c| crate::csv::cell(c)).collect();
             out.push_str(&line.join(","));
             out.push('\n');
         };
@@ -572,19 +572,6 @@ pub fn duration_words(ms: u64) -> String {
     }
 }
 
-fn csv_cell(text: &str) -> String {
-    let text = if text.starts_with(['=', '+', '-', '@']) {
-        format!("'{text}")
-    } else {
-        text.to_string()
-    };
-    if text.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", text.replace('"', "\"\""))
-    } else {
-        text
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -599,8 +586,8 @@ mod tests {
         assert_eq!(duration_words(5 * 86_400_000), "5 days");
         assert_eq!(duration_words(86_400_000 + 3 * 3_600_000), "1 day 3 hours");
         assert_eq!(duration_words(12 * 60_000), "12 minutes");
-        assert_eq!(csv_cell("=cmd()"), "'=cmd()");
-        assert_eq!(csv_cell("a,\"b\""), "\"a,\"\"b\"\"\"");
+        assert_eq!(crate::csv::cell("=cmd()"), "'=cmd()");
+        assert_eq!(crate::csv::cell("a,\"b\""), "\"a,\"\"b\"\"\"");
         assert_eq!(esc("<script>&'\""), "&lt;script&gt;&amp;&#39;&quot;");
     }
 }

@@ -332,14 +332,9 @@ pub async fn csv(
     Ok(r)
 }
 
-/// A cell a spreadsheet will not run as a formula: a leading `=`, `+`, `-`,
-/// `@`, tab or carriage return gets a `'` in front.
+/// A cell a spreadsheet will not run as a formula (the csv writer quotes it).
 fn spreadsheet_safe(cell: &str) -> String {
-    if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-        format!("'{cell}")
-    } else {
-        cell.to_string()
-    }
+    incidents::csv::defuse_formula(cell)
 }
 
 #[cfg(test)]
