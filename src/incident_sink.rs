@@ -7,9 +7,11 @@ use std::sync::Arc;
 use proxy::snapshot::Snapshot;
 
 /// Block events go to the incident store (SQLite in the state directory, or
-/// PostgreSQL), where the incident rules read them. The proxy's event writer
-/// acknowledges a batch once this returns, and spools it (fsync'd) when the
-/// store fails, so nothing is lost while it is down.
+/// PostgreSQL), where the incident rules read them. The proxy acknowledges
+/// each event once it is fsync'd to its local journal; its store thread then
+/// calls this with large batches from the journal, and keeps them there while
+/// the store refuses, so nothing is lost while it is down (see
+/// [`proxy::events`]).
 pub struct IncidentSink(incidents::Recorder);
 
 /// What a policy reload tells the incident rules.
@@ -51,20 +53,29 @@ impl proxy::events::EventSink for IncidentSink {
         &mut self,
         events: &[policy::event::BlockEvent],
     ) -> Result<(), proxy::events::EventSinkError> {
+        use policy::event::{BlockEvent, BlockKind};
+        use std::borrow::Cow;
         // Login failures go to the incident store's own table, where the
-        // `access` rule counts them; everything else is a block event.
-        let (failures, blocks): (Vec<_>, Vec<_>) = events
-            .iter()
-            .cloned()
-            .partition(|e| e.kind == policy::event::BlockKind::AuthFailure);
-        let failures: Vec<incidents::AuthFailure> = failures
-            .into_iter()
-            .map(|e| incidents::AuthFailure {
-                time_ms: e.time_ms,
-                client_ip: e.client_ip,
-                who: e.who,
-            })
-            .collect();
+        // `access` rule counts them; everything else is a block event. A batch
+        // of blocks alone (the common case) is stored as it is, uncopied.
+        let (blocks, failures): (Cow<'_, [BlockEvent]>, Vec<incidents::AuthFailure>) =
+            if events.iter().any(|e| e.kind == BlockKind::AuthFailure) {
+                let (failures, blocks): (Vec<_>, Vec<_>) = events
+                    .iter()
+                    .cloned()
+                    .partition(|e| e.kind == BlockKind::AuthFailure);
+                let failures = failures
+                    .into_iter()
+                    .map(|e| incidents::AuthFailure {
+                        time_ms: e.time_ms,
+                        client_ip: e.client_ip,
+                        who: e.who,
+                    })
+                    .collect();
+                (Cow::Owned(blocks), failures)
+            } else {
+                (Cow::Borrowed(events), Vec::new())
+            };
         self.0
             .record(&blocks, &failures)
             .map(drop)

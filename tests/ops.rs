@@ -355,6 +355,8 @@ async fn metrics_parse_as_prometheus_text_and_move_with_traffic() {
         "hallpass_leaf_cache_hits_total",
         "hallpass_event_queue_depth",
         "hallpass_event_spool_bytes",
+        "hallpass_events_total",
+        "hallpass_event_sink_errors_total",
         "hallpass_reloads_total",
         "hallpass_reload_failures_total",
         "hallpass_reload_last_success_timestamp_seconds",
@@ -435,6 +437,30 @@ async fn metrics_parse_as_prometheus_text_and_move_with_traffic() {
             - histogram_count(&before, "hallpass_request_duration_seconds")
             >= 8.0
     );
+    // Every block event went through the journal (the page waited for its
+    // fsync there, not for the store) and then into the incident store.
+    let queued = moved("hallpass_events_total", &[("path", "queued")]);
+    assert!(queued >= 5.0, "{queued}");
+    assert_eq!(
+        moved("hallpass_events_total", &[("path", "journaled")]),
+        queued
+    );
+    let mut stored = 0.0;
+    for _ in 0..100 {
+        let now = p.metrics().await;
+        let moved = |path: &str| {
+            value(&now, "hallpass_events_total", &[("path", path)])
+                - value(&before, "hallpass_events_total", &[("path", path)])
+        };
+        stored = moved("written") + moved("replayed");
+        if stored >= queued {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(stored, queued, "every journaled event reaches the store");
+    assert_eq!(moved("hallpass_events_total", &[("path", "lost")]), 0.0);
+    assert_eq!(moved("hallpass_event_sink_errors_total", &[]), 0.0);
     // No host, user or address ever becomes a label.
     let text: Vec<String> = after
         .samples

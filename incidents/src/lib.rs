@@ -61,7 +61,7 @@ pub use alert::{
 };
 pub use clock::{Clock, SystemClock};
 pub use error::Error;
-pub use intake::{Ack, Intake, IntakeOptions, IntakeWriter, Metrics, Queued};
+pub use intake::{Ack, Intake, IntakeOptions, IntakeWriter, MAX_BATCH, Metrics, Queued};
 pub use model::{
     ActionTaken, Actor, AuditEntry, AuthFailure, EventFilter, Incident, IncidentFilter,
     IncidentKind, NewIncident, Role, SignOff, State, Subject, Urgency,

@@ -73,7 +73,10 @@ impl Spool {
 
     /// Appends entries and fsyncs before returning.
     pub fn append(&self, entries: &[Entry]) -> Result<(), Error> {
-        let mut text = String::new();
+        // Each append starts on a line of its own, so a line torn by a crash
+        // (no newline, never acknowledged) cannot swallow the next run's first
+        // entry; the empty lines this leaves are skipped on replay.
+        let mut text = String::from("\n");
         for e in entries {
             // Plain data with string keys: serialising cannot fail.
             if let Ok(line) = serde_json::to_string(e) {
@@ -140,6 +143,9 @@ impl Spool {
         let mut total = 0;
         for (n, line) in BufReader::new(file).lines().enumerate() {
             let line = line.map_err(io)?;
+            if line.trim().is_empty() {
+                continue;
+            }
             match serde_json::from_str::<Entry>(&line) {
                 Ok(e) => chunk.push(e),
                 Err(e) => tracing::warn!(
@@ -232,6 +238,10 @@ mod tests {
         std::fs::write(&path, text).expect("write");
         let spool = Spool::new(path);
         assert!(spool.has_pending());
+        // The next run's first entry is not glued onto the torn line.
+        spool
+            .append(&[Entry::Block(event("B", None, None))])
+            .expect("append");
         let mut n = 0;
         spool
             .replay(|c| {
@@ -239,6 +249,6 @@ mod tests {
                 Ok(())
             })
             .expect("replay");
-        assert_eq!(n, 1);
+        assert_eq!(n, 2);
     }
 }

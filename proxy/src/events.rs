@@ -2,36 +2,63 @@
 //! the block page goes out.
 //!
 //! In: [`BlockEvent`]s from the block stage. Out: batches handed to an
-//! [`EventSink`] on a dedicated writer thread, and an acknowledgement per event
-//! once it is durable. This crate ships [`JsonLinesSink`] (one JSON object per
-//! line, appended to `events.jsonl` in the state directory); the incident store
-//! implements the same trait.
+//! [`EventSink`], and an acknowledgement per event once it is durable. This
+//! crate ships [`JsonLinesSink`] (one JSON object per line, appended to
+//! `events.jsonl` in the state directory); the incident store implements the
+//! same trait.
 //!
 //! [`EventQueue::record`] is what the block path awaits: the event goes into a
-//! bounded channel and the request waits until the writer says it is stored
-//! (the sink accepted its batch) or spooled (appended to the spool file and
-//! fsync'd). So a pupil who saw a reference number on a block page can rely on
-//! the event surviving a kill -9 of the proxy.
+//! bounded channel and the request waits until the writer says it is durable.
+//! So a pupil who saw a reference number on a block page can rely on the event
+//! surviving a kill -9 of the proxy. Where "durable" is depends on the sink
+//! ([`EventSink::acknowledge`]):
+//!
+//! - **[`AckPoint::Journal`]** (the incident store, the default). The writer
+//!   appends each batch to the local journal (JSON lines, one `write` to a file
+//!   opened with `O_APPEND`) and acknowledges it from there; a second thread,
+//!   the store thread, fills the sink from the journal in large batches (up to
+//!   [`STORE_BATCH`]) and removes what the sink took. A block page thus waits
+//!   for one local append, never for a database: the store's commit work
+//!   happens off the request path, in a few large transactions instead of one
+//!   per handful of waiting requests, and a slow or down database changes
+//!   nothing for pupils. The append survives a kill -9 as soon as it returns
+//!   (the kernel holds it). It is not fsync'd on the request path: a flush
+//!   costs ~4 ms on the disks measured, and 64 waiting connections would then
+//!   be held to ~15,000 blocks/s whatever the store. Instead the store's own
+//!   commit (fsync'd) makes an event power-cut safe milliseconds later, and
+//!   when the store fails, the store thread fsyncs the journal at once and
+//!   every second while it waits, so a backlog is never exposed for long.
+//! - **[`AckPoint::Sink`]** (the JSON-lines file). The sink's own write is a
+//!   local append that survives a kill -9 as soon as it returns, so a journal
+//!   would only write everything twice: the writer acknowledges once the sink
+//!   took the batch.
+//!
+//! Common to both:
 //!
 //! - **Group commit.** The writer takes whatever is queued (up to [`MAX_BATCH`])
-//!   and hands it to the sink as one batch, without waiting to fill it: every
+//!   and makes it durable as one batch, without waiting to fill it: every
 //!   blocked request is waiting on an acknowledgement, so nothing more would
 //!   arrive during such a wait. Under load the batches grow by themselves (the
-//!   requests that arrive during one commit share the next), so throughput
-//!   holds while a lone request pays one commit.
+//!   requests that arrive during one write share the next), so throughput
+//!   holds while a lone request pays one write.
 //! - **Bounded.** The channel holds [`Settings::event_queue`](crate::Settings)
 //!   events; a full channel, or an acknowledgement that takes longer than
 //!   [`DEFAULT_ACK_TIMEOUT`], makes the request append its own event to the
-//!   spool (fsync'd) and go on. A sink that accepts the queued copy later
+//!   journal (fsync'd) and go on. A sink that accepts the queued copy later
 //!   stores it twice in that case; the incident store ignores the second copy by
 //!   its reference.
-//! - **Failing sink.** A refused batch goes to the spool and is acknowledged from
-//!   there. The writer replays the spool, oldest first, before its next batch and
-//!   every second while idle. The replayed file is renamed first and removed only
-//!   after the sink took all of it, so a kill during replay replays it again
-//!   (never loses it).
+//! - **Failing sink.** What the sink refuses stays in the journal (with
+//!   [`AckPoint::Sink`], the refused batch is appended to it) and is replayed,
+//!   oldest first, until the sink takes it: the store thread (or the writer, for
+//!   [`AckPoint::Sink`]) retries every second. The replayed file is renamed
+//!   first and removed only after the sink took all of it, so a kill during
+//!   replay replays it again (never loses it); the journal is read in chunks,
+//!   so a backlog of a long outage is never held in memory at once.
 //!
-//! Events are not lost unless the disk itself fails, and that is logged at error.
+//! The journal is `events.spool.jsonl` in the state directory (and
+//! `events.spool.jsonl.replaying` while the sink takes it); what a previous run
+//! left there is stored first. Events are not lost unless the disk itself
+//! fails, and that is logged at error and counted.
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -51,7 +78,11 @@ pub const MAX_BATCH: usize = 256;
 /// fsync), never an unbounded wait.
 pub const DEFAULT_ACK_TIMEOUT: Duration = Duration::from_millis(250);
 
-/// How often an idle writer retries the spool.
+/// Most events the store thread hands to the sink in one batch (one
+/// transaction of the incident store).
+pub const STORE_BATCH: usize = 4096;
+
+/// How often an idle writer (or a store thread after a failure) retries the journal.
 const IDLE_REPLAY: Duration = Duration::from_secs(1);
 
 /// Why a sink could not store events.
@@ -74,9 +105,27 @@ pub enum EventSinkError {
 /// so implementations may block.
 pub trait EventSink: Send + 'static {
     /// Stores a batch, all or nothing, durably enough that a kill -9 of this
-    /// process cannot undo it: the writer acknowledges every event of the batch
-    /// when this returns `Ok`. On error the batch is spooled and retried.
+    /// process cannot undo it. On error the batch stays in (or goes to) the
+    /// journal and is offered again later, so a sink may see an event twice
+    /// after a failure or a crash (the incident store keeps one by reference).
     fn write_batch(&mut self, events: &[BlockEvent]) -> Result<(), EventSinkError>;
+
+    /// When a blocked request may go on: once the local journal has its event
+    /// (the default), or once this sink took it.
+    fn acknowledge(&self) -> AckPoint {
+        AckPoint::Journal
+    }
+}
+
+/// Where an event is acknowledged (see the module documentation).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum AckPoint {
+    /// After the writer appended it to the local journal; the store thread
+    /// fills the sink from the journal. For databases.
+    Journal,
+    /// After the sink's `write_batch` returned `Ok`, on the writer thread. Only
+    /// for a sink whose write is itself a cheap local append.
+    Sink,
 }
 
 /// Appends events as JSON lines to a file.
@@ -107,6 +156,12 @@ impl JsonLinesSink {
 }
 
 impl EventSink for JsonLinesSink {
+    /// A JSON-lines append is already a local file the kernel holds: a journal
+    /// in front of it would write every event twice.
+    fn acknowledge(&self) -> AckPoint {
+        AckPoint::Sink
+    }
+
     fn write_batch(&mut self, events: &[BlockEvent]) -> Result<(), EventSinkError> {
         let text = to_lines(events);
         // One write per batch: with O_APPEND the lines of a batch stay together.
@@ -149,12 +204,12 @@ fn to_lines(events: &[BlockEvent]) -> String {
     text
 }
 
-/// The spool: events that could not be stored yet, as fsync'd JSON lines.
+/// The journal: events the sink has not taken yet, as JSON lines.
 ///
 /// `path` collects new entries; replay first renames it to `replaying` (unless
 /// an earlier, unfinished replay left one, which is older and goes first) and
 /// removes that only once the sink took every event in it.
-struct Spool {
+struct Journal {
     path: PathBuf,
     replaying: PathBuf,
     lock: Mutex<()>,
@@ -163,30 +218,50 @@ struct Spool {
     pending: AtomicBool,
 }
 
-impl Spool {
-    fn new(path: PathBuf) -> Spool {
-        let mut replaying = path.clone().into_os_string();
-        replaying.push(".replaying");
-        Spool {
+impl Journal {
+    fn new(path: PathBuf) -> Journal {
+        Journal {
+            replaying: replaying_path(&path),
             path,
-            replaying: replaying.into(),
             lock: Mutex::new(()),
             pending: AtomicBool::new(true),
         }
     }
 
-    /// Appends and fsyncs; only then is an event acknowledged as spooled.
-    fn append(&self, events: &[BlockEvent]) -> Result<(), EventSinkError> {
+    /// Appends, and fsyncs when `sync` is set.
+    fn append(&self, events: &[BlockEvent], sync: bool) -> Result<(), EventSinkError> {
+        // Each append starts on a line of its own: after a crash in the middle
+        // of an append (a torn line with no newline, never acknowledged), the
+        // next run's first event must not be glued onto the torn line and be
+        // skipped with it. The empty lines this leaves are ignored on reading.
+        let text = format!("\n{}", to_lines(events));
         let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
         let io = |source| EventSinkError::Io {
             path: self.path.clone(),
             source,
         };
         let mut file = open_append(&self.path)?;
-        file.write_all(to_lines(events).as_bytes()).map_err(io)?;
-        file.sync_data().map_err(io)?;
+        // One write per batch: with O_APPEND the lines of a batch stay together.
+        file.write_all(text.as_bytes()).map_err(io)?;
+        if sync {
+            file.sync_data().map_err(io)?;
+        }
         self.pending.store(true, Ordering::SeqCst);
         Ok(())
+    }
+
+    /// Fsyncs whatever is in the journal's files (the backlog of a failing
+    /// store, which may now wait a long time).
+    fn sync(&self) {
+        for path in [&self.path, &self.replaying] {
+            match File::open(path).and_then(|f| f.sync_data()) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    tracing::error!(error = %e, path = %path.display(), "event journal not synced")
+                }
+            }
+        }
     }
 
     /// The file to replay now, if any.
@@ -202,7 +277,7 @@ impl Spool {
             return match std::fs::rename(&self.path, &self.replaying) {
                 Ok(()) => Some(self.replaying.clone()),
                 Err(e) => {
-                    tracing::error!(error = %e, path = %self.path.display(), "spool cannot be replayed");
+                    tracing::error!(error = %e, path = %self.path.display(), "event journal cannot be replayed");
                     None
                 }
             };
@@ -211,37 +286,84 @@ impl Spool {
         None
     }
 
-    /// The events of a claimed file, oldest first. A line that does not parse
-    /// (torn by a crash in the middle of an append, so never acknowledged) is
-    /// skipped with a warning.
-    fn read(path: &Path) -> Vec<BlockEvent> {
-        let Ok(file) = File::open(path) else {
-            return Vec::new();
+    /// Hands the events of a claimed file to `take`, oldest first, at most
+    /// `chunk` at a time, so a long outage's backlog is never in memory at once.
+    /// A line that does not parse (torn by a crash in the middle of an append,
+    /// so never acknowledged) is skipped with a warning. Stops at `take`'s
+    /// first error; returns how many events it took.
+    fn read_chunks(
+        path: &Path,
+        chunk: usize,
+        mut take: impl FnMut(&[BlockEvent]) -> Result<(), EventSinkError>,
+    ) -> Result<usize, EventSinkError> {
+        let io = |source| EventSinkError::Io {
+            path: path.to_path_buf(),
+            source,
         };
-        BufReader::new(file)
-            .lines()
-            .map_while(Result::ok)
-            .enumerate()
-            .filter(|(_, line)| !line.trim().is_empty())
-            .filter_map(|(n, line)| match serde_json::from_str(&line) {
-                Ok(event) => Some(event),
+        let file = match File::open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(io(e)),
+        };
+        let mut batch = Vec::with_capacity(chunk.min(STORE_BATCH));
+        let mut taken = 0;
+        for (n, line) in BufReader::new(file).lines().enumerate() {
+            let line = line.map_err(io)?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            match serde_json::from_str(&line) {
+                Ok(event) => batch.push(event),
                 Err(e) => {
-                    tracing::warn!(path = %path.display(), line = n + 1, error = %e, "spool line skipped");
-                    None
+                    tracing::warn!(path = %path.display(), line = n + 1, error = %e, "journal line skipped");
                 }
-            })
-            .collect()
+            }
+            if batch.len() >= chunk {
+                take(&batch)?;
+                taken += batch.len();
+                batch.clear();
+            }
+        }
+        if !batch.is_empty() {
+            take(&batch)?;
+            taken += batch.len();
+        }
+        Ok(taken)
     }
+}
+
+/// The file a journal at `path` is renamed to while the sink takes it.
+fn replaying_path(path: &Path) -> PathBuf {
+    let mut replaying = path.as_os_str().to_owned();
+    replaying.push(".replaying");
+    replaying.into()
+}
+
+/// Bytes the sink has not taken yet in the journal at `path` (both its files).
+pub fn journal_bytes(path: &Path) -> u64 {
+    [path.to_path_buf(), replaying_path(path)]
+        .iter()
+        .map(|p| std::fs::metadata(p).map_or(0, |m| m.len()))
+        .sum()
 }
 
 /// Counters of the event path.
 #[derive(Debug, Default)]
 pub struct EventCounters {
-    /// Events the sink stored (`hallpass_events_written_total`).
+    /// Events handed to the writer (`hallpass_events_queued_total`).
+    pub queued_total: AtomicU64,
+    /// Events the sink stored in the normal course
+    /// (`hallpass_events_written_total`).
     pub written: AtomicU64,
-    /// Events that went to the spool (`hallpass_events_spooled_total`).
+    /// Events acknowledged from the journal, which the store thread then
+    /// stores (`hallpass_events_journaled_total`; [`AckPoint::Journal`] only).
+    pub journaled: AtomicU64,
+    /// Events spooled because the writer could not take them in time (queue
+    /// full, slow acknowledgement) or because the sink refused their batch
+    /// (`hallpass_events_spooled_total`).
     pub spooled: AtomicU64,
-    /// Spooled events the sink took on replay (`hallpass_events_replayed_total`).
+    /// Events the sink took after it had failed: the backlog of an outage or
+    /// of a previous run (`hallpass_events_replayed_total`).
     pub replayed: AtomicU64,
     /// Batches the sink refused (`hallpass_event_sink_errors_total`).
     pub sink_errors: AtomicU64,
@@ -258,9 +380,12 @@ pub struct EventCounters {
 pub enum Durable {
     /// The sink stored it.
     Stored,
-    /// It is in the spool (fsync'd); the writer stores it later.
+    /// In the journal in the normal course; the store thread stores it.
+    Journaled,
+    /// In the journal (fsync'd) because the queue was full, the writer slow or
+    /// the sink failing; it is stored once the sink takes it.
     Spooled,
-    /// Neither the sink nor the spool took it (logged at error and counted).
+    /// Neither the sink nor the journal took it (logged at error and counted).
     Lost,
 }
 
@@ -273,71 +398,94 @@ struct Item {
 #[derive(Clone)]
 pub struct EventQueue {
     tx: SyncSender<Item>,
-    spool: Arc<Spool>,
+    journal: Arc<Journal>,
     counters: Arc<EventCounters>,
     ack_timeout: Duration,
 }
 
-/// The writer thread; dropping every [`EventQueue`] ends it after the last batch.
+/// The writer thread (and the store thread, with [`AckPoint::Journal`]);
+/// dropping every [`EventQueue`] ends them after the last batch.
 pub struct EventWriter {
-    thread: Option<std::thread::JoinHandle<()>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl EventWriter {
-    /// Waits until every queued event has been handed to the sink (call after the
+    /// Waits until every queued event has been handed to the sink, or left in
+    /// the journal for the next start if the sink is failing (call after the
     /// proxy, and so every queue handle, is gone).
-    pub fn join(mut self) {
-        if let Some(t) = self.thread.take() {
+    pub fn join(self) {
+        for t in self.threads {
             let _ = t.join();
         }
     }
 }
 
 impl EventQueue {
-    /// Starts the writer thread with a queue of `capacity` events and a spool
+    /// Starts the writer thread with a queue of `capacity` events and a journal
     /// file; [`record`](Self::record) waits at most [`DEFAULT_ACK_TIMEOUT`].
     pub fn start(
         sink: Box<dyn EventSink>,
         capacity: usize,
-        spool_path: PathBuf,
+        journal_path: PathBuf,
     ) -> std::io::Result<(EventQueue, EventWriter)> {
-        Self::start_with(sink, capacity, spool_path, DEFAULT_ACK_TIMEOUT)
+        Self::start_with(sink, capacity, journal_path, DEFAULT_ACK_TIMEOUT)
     }
 
     /// As [`start`](Self::start), with the longest wait of [`record`](Self::record).
     pub fn start_with(
         sink: Box<dyn EventSink>,
         capacity: usize,
-        spool_path: PathBuf,
+        journal_path: PathBuf,
         ack_timeout: Duration,
     ) -> std::io::Result<(EventQueue, EventWriter)> {
         let (tx, rx) = mpsc::sync_channel(capacity.max(1));
-        let spool = Arc::new(Spool::new(spool_path));
+        let journal = Arc::new(Journal::new(journal_path));
         let counters = Arc::new(EventCounters::default());
-        let thread = {
-            let spool = spool.clone();
-            let counters = counters.clone();
-            std::thread::Builder::new()
-                .name("hallpass-events".into())
-                .spawn(move || write_loop(sink, rx, &spool, &counters))?
+        let spawn = |name: &str, run: Box<dyn FnOnce() + Send>| {
+            std::thread::Builder::new().name(name.into()).spawn(run)
+        };
+        let threads = match sink.acknowledge() {
+            AckPoint::Sink => {
+                let (journal, counters) = (journal.clone(), counters.clone());
+                vec![spawn(
+                    "hallpass-events",
+                    Box::new(move || write_loop(sink, rx, &journal, &counters)),
+                )?]
+            }
+            AckPoint::Journal => {
+                // One wake-up is enough however many batches arrive meanwhile:
+                // the store thread takes the whole journal each time.
+                let (wake, woken) = mpsc::sync_channel(1);
+                let store = {
+                    let (journal, counters) = (journal.clone(), counters.clone());
+                    spawn(
+                        "hallpass-store",
+                        Box::new(move || store_loop(sink, woken, &journal, &counters)),
+                    )?
+                };
+                let (journal, counters) = (journal.clone(), counters.clone());
+                let writer = spawn(
+                    "hallpass-events",
+                    Box::new(move || journal_loop(rx, wake, &journal, &counters)),
+                )?;
+                vec![writer, store]
+            }
         };
         Ok((
             EventQueue {
                 tx,
-                spool,
+                journal,
                 counters,
                 ack_timeout,
             },
-            EventWriter {
-                thread: Some(thread),
-            },
+            EventWriter { threads },
         ))
     }
 
-    /// Hands an event over and waits until it is durable: stored by the sink,
-    /// or fsync'd to the spool. Past the queue's ack timeout, or when the queue
-    /// is full, the event is spooled here (a short blocking fsync on the calling
-    /// worker, on the slow path only).
+    /// Hands an event over and waits until it is durable: in the journal or
+    /// stored by the sink (see [`AckPoint`]). Past the queue's ack timeout, or
+    /// when the queue is full, the event is appended to the journal here (a
+    /// short blocking fsync on the calling worker, on the slow path only).
     pub async fn record(&self, event: BlockEvent) -> Durable {
         let (ack_tx, ack_rx) = oneshot::channel();
         // Kept for the slow path, where the queued copy cannot be taken back.
@@ -346,39 +494,50 @@ impl EventQueue {
             event,
             ack: Some(ack_tx),
         };
-        // Counted before the send, so the writer never takes one that is not counted.
-        self.counters.queued.fetch_add(1, Ordering::Relaxed);
-        match self.tx.try_send(item) {
-            Ok(()) => {}
-            Err(TrySendError::Full(item) | TrySendError::Disconnected(item)) => {
-                self.counters.queued.fetch_sub(1, Ordering::Relaxed);
-                return self.spool_own(item.event);
-            }
+        if let Some(event) = self.enqueue(item) {
+            return self.spool_own(event);
         }
         match tokio::time::timeout(self.ack_timeout, ack_rx).await {
             Ok(Ok(durable)) => durable,
-            // The writer is slow, or dropped the ack because the spool failed
-            // too: this copy goes to the spool (a second copy is ignored by
+            // The writer is slow, or dropped the ack because the journal failed
+            // too: this copy goes to the journal (a second copy is ignored by
             // reference in the incident store).
             Ok(Err(_)) | Err(_) => self.spool_own(copy),
         }
     }
 
-    /// Hands an event over without waiting: queue, or spool when the queue is
+    /// Hands an event over without waiting: queue, or journal when the queue is
     /// full. For events no page depends on (repeated login failures).
     pub fn emit(&self, event: BlockEvent) {
+        if let Some(event) = self.enqueue(Item { event, ack: None }) {
+            let _ = self.spool_own(event);
+        }
+    }
+
+    /// Puts an item in the queue; gives its event back when the queue is full
+    /// or the writer gone.
+    fn enqueue(&self, item: Item) -> Option<BlockEvent> {
+        // Counted before the send, so the writer never takes one that is not counted.
         self.counters.queued.fetch_add(1, Ordering::Relaxed);
-        match self.tx.try_send(Item { event, ack: None }) {
-            Ok(()) => {}
+        match self.tx.try_send(item) {
+            Ok(()) => {
+                self.counters.queued_total.fetch_add(1, Ordering::Relaxed);
+                None
+            }
             Err(TrySendError::Full(item) | TrySendError::Disconnected(item)) => {
                 self.counters.queued.fetch_sub(1, Ordering::Relaxed);
-                let _ = self.spool_own(item.event);
+                Some(item.event)
             }
         }
     }
 
     fn spool_own(&self, event: BlockEvent) -> Durable {
-        spool_batch(&self.spool, std::slice::from_ref(&event), &self.counters)
+        append(
+            &self.journal,
+            std::slice::from_ref(&event),
+            &self.counters,
+            Durable::Spooled,
+        )
     }
 
     /// The counters.
@@ -392,112 +551,229 @@ impl EventQueue {
     }
 }
 
-fn spool_batch(spool: &Spool, events: &[BlockEvent], counters: &EventCounters) -> Durable {
-    match spool.append(events) {
+/// Appends to the journal and counts the events as `how`: journaled (written,
+/// not fsync'd: the store thread takes them within milliseconds, and fsyncs
+/// the journal itself when the store fails) or spooled (fsync'd: the slow
+/// paths); [`Durable::Lost`] when the disk refused.
+fn append(
+    journal: &Journal,
+    events: &[BlockEvent],
+    counters: &EventCounters,
+    how: Durable,
+) -> Durable {
+    match journal.append(events, how != Durable::Journaled) {
         Ok(()) => {
-            counters
-                .spooled
-                .fetch_add(events.len() as u64, Ordering::Relaxed);
-            Durable::Spooled
+            let counter = match how {
+                Durable::Journaled => &counters.journaled,
+                _ => &counters.spooled,
+            };
+            counter.fetch_add(events.len() as u64, Ordering::Relaxed);
+            how
         }
         Err(e) => {
             counters
                 .lost
                 .fetch_add(events.len() as u64, Ordering::Relaxed);
-            tracing::error!(error = %e, lost = events.len(), "block events could not be spooled");
+            tracing::error!(error = %e, lost = events.len(), "block events could not be written to the journal");
             Durable::Lost
         }
     }
 }
 
-fn write_loop(
-    mut sink: Box<dyn EventSink>,
-    rx: Receiver<Item>,
-    spool: &Spool,
+/// Takes the next batch: blocks for the first item (up to [`IDLE_REPLAY`]),
+/// then adds whatever is already queued, up to [`MAX_BATCH`]. `Err(true)`
+/// when every sender is gone, `Err(false)` on the idle timeout.
+fn next_batch(
+    rx: &Receiver<Item>,
     counters: &EventCounters,
-) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    // Replay what a previous run left in the spool.
-    replay(&mut *sink, spool, counters);
-    loop {
-        match rx.recv_timeout(IDLE_REPLAY) {
-            Ok(first) => {
-                counters.queued.fetch_sub(1, Ordering::Relaxed);
-                batch.push(first);
-            }
-            Err(RecvTimeoutError::Timeout) => {
-                replay(&mut *sink, spool, counters);
-                continue;
-            }
-            Err(RecvTimeoutError::Disconnected) => break,
-        }
-        // Group commit: whatever queued up meanwhile shares this batch.
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(item) => {
-                    counters.queued.fetch_sub(1, Ordering::Relaxed);
-                    batch.push(item);
-                }
-                Err(_) => break,
-            }
-        }
-        replay(&mut *sink, spool, counters);
-        store(&mut *sink, &mut batch, spool, counters);
+    batch: &mut Vec<Item>,
+) -> Result<(), bool> {
+    match rx.recv_timeout(IDLE_REPLAY) {
+        Ok(first) => batch.push(first),
+        Err(RecvTimeoutError::Timeout) => return Err(false),
+        Err(RecvTimeoutError::Disconnected) => return Err(true),
     }
-    // Every sender is gone: whatever was spooled after the last batch goes now.
-    replay(&mut *sink, spool, counters);
+    // Group commit: whatever queued up meanwhile shares this batch.
+    while batch.len() < MAX_BATCH {
+        match rx.try_recv() {
+            Ok(item) => batch.push(item),
+            Err(_) => break,
+        }
+    }
+    counters
+        .queued
+        .fetch_sub(batch.len() as u64, Ordering::Relaxed);
+    Ok(())
 }
 
-fn replay(sink: &mut dyn EventSink, spool: &Spool, counters: &EventCounters) {
-    let Some(path) = spool.claim() else {
-        return;
-    };
-    let events = Spool::read(&path);
-    for chunk in events.chunks(MAX_BATCH) {
-        if let Err(e) = sink.write_batch(chunk) {
-            // The file stays; what the sink took already is taken again next
-            // time (the incident store ignores it by reference).
-            counters.sink_errors.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(error = %e, "spool replay stopped; will retry");
-            return;
-        }
-        counters
-            .replayed
-            .fetch_add(chunk.len() as u64, Ordering::Relaxed);
-    }
-    if let Err(e) = std::fs::remove_file(&path) {
-        tracing::error!(error = %e, path = %path.display(), "replayed spool could not be removed");
-    } else if !events.is_empty() {
-        tracing::info!(events = events.len(), "spooled events replayed");
-    }
-}
-
-fn store(sink: &mut dyn EventSink, batch: &mut Vec<Item>, spool: &Spool, counters: &EventCounters) {
+/// A batch's events and the acknowledgements their requests wait for.
+fn split(batch: &mut Vec<Item>) -> (Vec<BlockEvent>, Vec<oneshot::Sender<Durable>>) {
     let mut events = Vec::with_capacity(batch.len());
     let mut acks = Vec::with_capacity(batch.len());
     for item in batch.drain(..) {
         events.push(item.event);
         acks.extend(item.ack);
     }
-    let durable = match sink.write_batch(&events) {
-        Ok(()) => {
-            counters
-                .written
-                .fetch_add(events.len() as u64, Ordering::Relaxed);
-            Durable::Stored
+    (events, acks)
+}
+
+/// Sends every ack of a batch; a lost batch drops its acks instead, so each
+/// waiting request tries the journal with its own copy.
+fn acknowledge(acks: Vec<oneshot::Sender<Durable>>, durable: Durable) {
+    if durable == Durable::Lost {
+        return;
+    }
+    for ack in acks {
+        // The request may have given up waiting (and journaled its own copy).
+        let _ = ack.send(durable);
+    }
+}
+
+/// [`AckPoint::Sink`]: the writer stores each batch itself and replays the
+/// journal (what the sink refused) before the next one and every second.
+fn write_loop(
+    mut sink: Box<dyn EventSink>,
+    rx: Receiver<Item>,
+    journal: &Journal,
+    counters: &EventCounters,
+) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    // Replay what a previous run left in the journal.
+    replay(&mut *sink, journal, counters, &counters.replayed);
+    loop {
+        match next_batch(&rx, counters, &mut batch) {
+            Ok(()) => {}
+            Err(false) => {
+                replay(&mut *sink, journal, counters, &counters.replayed);
+                continue;
+            }
+            Err(true) => break,
         }
-        Err(e) => {
-            counters.sink_errors.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(error = %e, events = events.len(), "event sink refused a batch; spooling it");
-            spool_batch(spool, &events, counters)
+        replay(&mut *sink, journal, counters, &counters.replayed);
+        let (events, acks) = split(&mut batch);
+        let durable = match sink.write_batch(&events) {
+            Ok(()) => {
+                counters
+                    .written
+                    .fetch_add(events.len() as u64, Ordering::Relaxed);
+                Durable::Stored
+            }
+            Err(e) => {
+                counters.sink_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %e, events = events.len(), "event sink refused a batch; spooling it");
+                append(journal, &events, counters, Durable::Spooled)
+            }
+        };
+        acknowledge(acks, durable);
+    }
+    // Every sender is gone: whatever was spooled after the last batch goes now.
+    replay(&mut *sink, journal, counters, &counters.replayed);
+}
+
+/// [`AckPoint::Journal`], the writer: each batch to the journal, acknowledged,
+/// and the store thread woken.
+fn journal_loop(
+    rx: Receiver<Item>,
+    wake: SyncSender<()>,
+    journal: &Journal,
+    counters: &EventCounters,
+) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    loop {
+        match next_batch(&rx, counters, &mut batch) {
+            Ok(()) => {}
+            Err(false) => continue,
+            Err(true) => break,
         }
+        let (events, acks) = split(&mut batch);
+        let durable = append(journal, &events, counters, Durable::Journaled);
+        acknowledge(acks, durable);
+        // Full means a wake-up is already pending: this batch rides on it.
+        let _ = wake.try_send(());
+    }
+    // Dropping `wake` tells the store thread to finish the journal and stop.
+}
+
+/// [`AckPoint::Journal`], the store thread: the journal into the sink in large
+/// batches whenever the writer adds to it, every second after a failure, and
+/// once more when the writer stops.
+fn store_loop(
+    mut sink: Box<dyn EventSink>,
+    woken: Receiver<()>,
+    journal: &Journal,
+    counters: &EventCounters,
+) {
+    // A previous run's journal is a backlog: counted as replayed.
+    let mut behind = true;
+    loop {
+        behind = !store_journal(&mut *sink, journal, counters, behind);
+        if behind {
+            // The store may stay away for hours: what waits for it must
+            // survive a power cut too, not only a crash of this process.
+            journal.sync();
+        }
+        let woken = if behind {
+            woken.recv_timeout(IDLE_REPLAY)
+        } else {
+            woken.recv().map_err(RecvTimeoutError::from)
+        };
+        if woken == Err(RecvTimeoutError::Disconnected) {
+            break;
+        }
+    }
+    // The writer is gone: what it journaled last goes now (or stays for the
+    // next start if the sink is failing).
+    store_journal(&mut *sink, journal, counters, behind);
+}
+
+/// [`replay`] counting into `replayed` when the sink is catching up after a
+/// failure (or a previous run), else into `written`.
+fn store_journal(
+    sink: &mut dyn EventSink,
+    journal: &Journal,
+    counters: &EventCounters,
+    behind: bool,
+) -> bool {
+    let counter = if behind {
+        &counters.replayed
+    } else {
+        &counters.written
     };
-    // A lost batch drops its acks: each waiting request tries the spool with
-    // its own copy.
-    if durable != Durable::Lost {
-        for ack in acks {
-            // The request may have given up waiting (and spooled its own copy).
-            let _ = ack.send(durable);
+    replay(sink, journal, counters, counter)
+}
+
+/// Hands the journal to the sink, oldest first, in batches of [`STORE_BATCH`],
+/// counting what it took in `counter`. False when the sink refused (the file
+/// stays, and is offered again from its start: the incident store ignores
+/// what it already has by reference).
+fn replay(
+    sink: &mut dyn EventSink,
+    journal: &Journal,
+    counters: &EventCounters,
+    counter: &AtomicU64,
+) -> bool {
+    loop {
+        let Some(path) = journal.claim() else {
+            return true;
+        };
+        let taken = Journal::read_chunks(&path, STORE_BATCH, |chunk| {
+            sink.write_batch(chunk)?;
+            counter.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+            Ok(())
+        });
+        match taken {
+            Ok(n) => {
+                if let Err(e) = std::fs::remove_file(&path) {
+                    tracing::error!(error = %e, path = %path.display(), "stored journal could not be removed");
+                    return false;
+                }
+                tracing::debug!(events = n, "journal stored");
+            }
+            Err(e) => {
+                counters.sink_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %e, "the event sink refused the journal; will retry");
+                return false;
+            }
         }
     }
 }
@@ -523,18 +799,66 @@ mod tests {
         }
     }
 
-    struct Failing(
-        Arc<Mutex<Vec<BlockEvent>>>,
-        Arc<std::sync::atomic::AtomicBool>,
-    );
-    impl EventSink for Failing {
+    /// A sink that stores in memory, after `delay`, with every batch's size
+    /// kept, and refuses while `down` is set.
+    #[derive(Clone)]
+    struct TestSink {
+        stored: Arc<Mutex<Vec<BlockEvent>>>,
+        batches: Arc<Mutex<Vec<usize>>>,
+        down: Arc<AtomicBool>,
+        delay: Duration,
+        ack: AckPoint,
+    }
+
+    impl TestSink {
+        fn new(ack: AckPoint) -> TestSink {
+            TestSink {
+                stored: Arc::default(),
+                batches: Arc::default(),
+                down: Arc::default(),
+                delay: Duration::ZERO,
+                ack,
+            }
+        }
+
+        fn slow(ack: AckPoint, delay: Duration) -> TestSink {
+            TestSink {
+                delay,
+                ..TestSink::new(ack)
+            }
+        }
+
+        fn refs(&self) -> Vec<String> {
+            let stored = self.stored.lock().expect("lock");
+            stored.iter().map(|e| e.reference.clone()).collect()
+        }
+
+        fn has(&self, reference: &str) -> bool {
+            let stored = self.stored.lock().expect("lock");
+            stored.iter().any(|e| e.reference == reference)
+        }
+    }
+
+    impl EventSink for TestSink {
         fn write_batch(&mut self, events: &[BlockEvent]) -> Result<(), EventSinkError> {
-            if self.1.load(Ordering::SeqCst) {
+            std::thread::sleep(self.delay);
+            if self.down.load(Ordering::SeqCst) {
                 return Err(EventSinkError::Store("down".into()));
             }
-            self.0.lock().expect("lock").extend_from_slice(events);
+            self.batches.lock().expect("lock").push(events.len());
+            self.stored.lock().expect("lock").extend_from_slice(events);
             Ok(())
         }
+
+        fn acknowledge(&self) -> AckPoint {
+            self.ack
+        }
+    }
+
+    fn sorted_unique(mut refs: Vec<String>) -> Vec<String> {
+        refs.sort();
+        refs.dedup();
+        refs
     }
 
     #[test]
@@ -558,96 +882,164 @@ mod tests {
             })
             .collect();
         // Full-queue events were spooled and replayed: all 20 arrive, none twice.
-        let mut sorted = refs.clone();
-        sorted.sort();
-        sorted.dedup();
-        assert_eq!(sorted.len(), 20, "{refs:?}");
+        assert_eq!(sorted_unique(refs.clone()).len(), 20, "{refs:?}");
     }
 
     #[test]
-    fn a_failing_sink_spools_and_recovers_without_loss() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let stored = Arc::new(Mutex::new(Vec::new()));
-        let down = Arc::new(std::sync::atomic::AtomicBool::new(true));
-        let sink = Failing(stored.clone(), down.clone());
-        let (queue, writer) =
-            EventQueue::start(Box::new(sink), 4, dir.path().join("spool.jsonl")).expect("start");
-        for n in 0..10 {
-            queue.emit(event(n));
-        }
-        for _ in 0..200 {
-            if queue.counters().sink_errors.load(Ordering::SeqCst) > 0
-                && dir.path().join("spool.jsonl").exists()
-            {
-                break;
+    fn a_failing_sink_loses_nothing_and_catches_up_when_it_recovers() {
+        for ack in [AckPoint::Sink, AckPoint::Journal] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let sink = TestSink::new(ack);
+            sink.down.store(true, Ordering::SeqCst);
+            let (queue, writer) =
+                EventQueue::start(Box::new(sink.clone()), 4, dir.path().join("spool.jsonl"))
+                    .expect("start");
+            for n in 0..10 {
+                queue.emit(event(n));
             }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        down.store(false, Ordering::SeqCst);
-        queue.emit(event(10));
-        drop(queue);
-        writer.join();
-        let mut refs: Vec<String> = stored
-            .lock()
-            .expect("lock")
-            .iter()
-            .map(|e| e.reference.clone())
-            .collect();
-        refs.sort();
-        refs.dedup();
-        assert_eq!(refs.len(), 11, "{refs:?}");
-    }
-
-    struct Slow(Arc<Mutex<Vec<BlockEvent>>>, Duration);
-    impl EventSink for Slow {
-        fn write_batch(&mut self, events: &[BlockEvent]) -> Result<(), EventSinkError> {
-            std::thread::sleep(self.1);
-            self.0.lock().expect("lock").extend_from_slice(events);
-            Ok(())
+            for _ in 0..400 {
+                if queue.counters().sink_errors.load(Ordering::SeqCst) > 0 {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            assert!(
+                queue.counters().sink_errors.load(Ordering::SeqCst) > 0,
+                "{ack:?}"
+            );
+            assert!(sink.refs().is_empty());
+            sink.down.store(false, Ordering::SeqCst);
+            queue.emit(event(10));
+            drop(queue);
+            writer.join();
+            assert_eq!(
+                sorted_unique(sink.refs()).len(),
+                11,
+                "{ack:?}: {:?}",
+                sink.refs()
+            );
+            assert_eq!(journal_bytes(&dir.path().join("spool.jsonl")), 0, "{ack:?}");
         }
     }
 
     #[tokio::test]
-    async fn record_waits_for_the_sink_and_concurrent_events_share_batches() {
+    async fn sink_mode_waits_for_the_sink_and_concurrent_events_share_batches() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let stored = Arc::new(Mutex::new(Vec::new()));
-        let sink = Slow(stored.clone(), Duration::from_millis(20));
+        let sink = TestSink::slow(AckPoint::Sink, Duration::from_millis(20));
         let (queue, writer) =
-            EventQueue::start(Box::new(sink), 64, dir.path().join("spool.jsonl")).expect("start");
+            EventQueue::start(Box::new(sink.clone()), 64, dir.path().join("spool.jsonl"))
+                .expect("start");
         let waits: Vec<_> = (0..40)
             .map(|n| {
-                let (queue, stored) = (queue.clone(), stored.clone());
+                let (queue, sink) = (queue.clone(), sink.clone());
                 tokio::spawn(async move {
                     let durable = queue.record(event(n)).await;
                     // Acknowledged means already in the sink.
-                    let reference = format!("R{n}");
-                    let seen = stored
-                        .lock()
-                        .expect("lock")
-                        .iter()
-                        .any(|e| e.reference == reference);
-                    (durable, seen)
+                    (durable, sink.has(&format!("R{n}")))
                 })
             })
             .collect();
         for wait in waits {
             assert_eq!(wait.await.expect("task"), (Durable::Stored, true));
         }
-        let written = queue.counters().written.load(Ordering::SeqCst);
-        assert_eq!(written, 40);
+        assert_eq!(queue.counters().written.load(Ordering::SeqCst), 40);
+        assert!(
+            sink.batches.lock().expect("lock").len() < 40,
+            "batches were shared"
+        );
         drop(queue);
         writer.join();
+    }
+
+    #[tokio::test]
+    async fn journal_mode_acknowledges_from_the_journal_and_stores_in_large_batches() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let journal = dir.path().join("spool.jsonl");
+        // A store whose every transaction takes 100 ms, far longer than a request should wait.
+        let sink = TestSink::slow(AckPoint::Journal, Duration::from_millis(100));
+        let (queue, writer) =
+            EventQueue::start(Box::new(sink.clone()), 4096, journal.clone()).expect("start");
+        let started = std::time::Instant::now();
+        let waits: Vec<_> = (0..2000)
+            .map(|n| {
+                let queue = queue.clone();
+                tokio::spawn(async move { queue.record(event(n)).await })
+            })
+            .collect();
+        for wait in waits {
+            assert_eq!(wait.await.expect("task"), Durable::Journaled);
+        }
+        // Every request went on once its event was in the journal,
+        // long before the store could have taken 2,000 events in batches of
+        // the writer's size (8 x 100 ms).
+        assert!(
+            started.elapsed() < Duration::from_millis(800),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(queue.counters().journaled.load(Ordering::SeqCst), 2000);
+        drop(queue);
+        writer.join();
+        let refs = sink.refs();
+        assert_eq!(refs.len(), 2000, "each event stored once");
+        assert_eq!(sorted_unique(refs).len(), 2000);
+        let batches = sink.batches.lock().expect("lock").clone();
+        assert!(
+            batches.iter().any(|&b| b > MAX_BATCH),
+            "the store fills larger batches than the writer's: {batches:?}"
+        );
+        assert!(batches.iter().all(|&b| b <= STORE_BATCH), "{batches:?}");
+        assert_eq!(journal_bytes(&journal), 0);
+    }
+
+    #[test]
+    fn a_journal_left_by_a_previous_run_is_stored_first_and_counted_as_replayed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let journal = dir.path().join("spool.jsonl");
+        // The first run's store is down throughout: its events stay in the journal.
+        let down = TestSink::new(AckPoint::Journal);
+        down.down.store(true, Ordering::SeqCst);
+        let (queue, writer) =
+            EventQueue::start(Box::new(down.clone()), 64, journal.clone()).expect("start");
+        for n in 0..5 {
+            queue.emit(event(n));
+        }
+        drop(queue);
+        writer.join();
+        assert!(down.refs().is_empty());
+        // A crash inside an append leaves a torn line, never acknowledged.
+        let mut file = open_append(&journal).expect("journal");
+        file.write_all(b"{\"reference\":\"R9").expect("torn");
+        drop(file);
+
+        let sink = TestSink::new(AckPoint::Journal);
+        let (queue, writer) =
+            EventQueue::start(Box::new(sink.clone()), 64, journal.clone()).expect("start");
+        queue.emit(event(5));
+        let counters = queue.counters_handle();
+        drop(queue);
+        writer.join();
+        assert_eq!(sink.refs(), ["R0", "R1", "R2", "R3", "R4", "R5"]);
+        // The backlog counts as replayed (and so may the new event, when the
+        // store thread took it in the same pass).
+        let replayed = counters.replayed.load(Ordering::SeqCst);
+        assert!(replayed >= 5, "{replayed}");
+        assert_eq!(replayed + counters.written.load(Ordering::SeqCst), 6);
+        assert_eq!(journal_bytes(&journal), 0);
     }
 
     #[tokio::test]
     async fn a_slow_sink_costs_at_most_the_ack_timeout_and_the_event_is_spooled() {
         let dir = tempfile::tempdir().expect("tempdir");
         let spool = dir.path().join("spool.jsonl");
-        let stored = Arc::new(Mutex::new(Vec::new()));
-        let sink = Slow(stored.clone(), Duration::from_millis(600));
-        let (queue, writer) =
-            EventQueue::start_with(Box::new(sink), 8, spool.clone(), Duration::from_millis(100))
-                .expect("start");
+        let sink = TestSink::slow(AckPoint::Sink, Duration::from_millis(600));
+        let (queue, writer) = EventQueue::start_with(
+            Box::new(sink.clone()),
+            8,
+            spool.clone(),
+            Duration::from_millis(100),
+        )
+        .expect("start");
         let started = std::time::Instant::now();
         assert_eq!(queue.record(event(1)).await, Durable::Spooled);
         assert!(
@@ -661,12 +1053,7 @@ mod tests {
         writer.join();
         // Both copies reached the sink (the incident store keeps one by reference);
         // the spool is empty after replay.
-        let refs: Vec<String> = stored
-            .lock()
-            .expect("lock")
-            .iter()
-            .map(|e| e.reference.clone())
-            .collect();
+        let refs = sink.refs();
         assert!(
             refs.iter().all(|r| r == "R1") && !refs.is_empty(),
             "{refs:?}"
@@ -675,28 +1062,28 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_failing_sink_acknowledges_from_the_spool() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let spool = dir.path().join("spool.jsonl");
-        let stored = Arc::new(Mutex::new(Vec::new()));
-        let down = Arc::new(std::sync::atomic::AtomicBool::new(true));
-        let sink = Failing(stored.clone(), down.clone());
-        let (queue, writer) = EventQueue::start(Box::new(sink), 8, spool.clone()).expect("start");
-        assert_eq!(queue.record(event(7)).await, Durable::Spooled);
-        assert!(
-            std::fs::read_to_string(&spool)
-                .expect("spool")
-                .contains("\"R7\"")
-        );
-        down.store(false, Ordering::SeqCst);
-        drop(queue);
-        writer.join();
-        let refs: Vec<String> = stored
-            .lock()
-            .expect("lock")
-            .iter()
-            .map(|e| e.reference.clone())
-            .collect();
-        assert_eq!(refs, ["R7"]);
+    async fn a_failing_sink_acknowledges_from_the_journal() {
+        for (ack, expected) in [
+            (AckPoint::Sink, Durable::Spooled),
+            (AckPoint::Journal, Durable::Journaled),
+        ] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let spool = dir.path().join("spool.jsonl");
+            let sink = TestSink::new(ack);
+            sink.down.store(true, Ordering::SeqCst);
+            let (queue, writer) =
+                EventQueue::start(Box::new(sink.clone()), 8, spool.clone()).expect("start");
+            assert_eq!(queue.record(event(7)).await, expected);
+            let files = [spool.clone(), replaying_path(&spool)];
+            let text: String = files
+                .iter()
+                .filter_map(|p| std::fs::read_to_string(p).ok())
+                .collect();
+            assert!(text.contains("\"R7\""), "{ack:?}: {text}");
+            sink.down.store(false, Ordering::SeqCst);
+            drop(queue);
+            writer.join();
+            assert_eq!(sink.refs(), ["R7"], "{ack:?}");
+        }
     }
 }

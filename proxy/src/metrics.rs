@@ -14,7 +14,7 @@
 //! prepared ones. Queue depth and spool size are read when scraped
 //! ([`ProxyMetrics::refresh`]).
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -87,8 +87,20 @@ pub struct ProxyMetrics {
     auth_throttled: IntCounter,
     queue_depth: IntGauge,
     spool_bytes: IntGauge,
+    event_totals: IntCounterVec,
+    event_sink_errors: IntCounter,
     sources: Mutex<Option<Sources>>,
 }
+
+/// The event path's counters, by the `path` label of `hallpass_events_total`.
+const EVENT_PATHS: [&str; 6] = [
+    "queued",
+    "written",
+    "journaled",
+    "spooled",
+    "replayed",
+    "lost",
+];
 
 impl ProxyMetrics {
     /// Creates every metric and registers it in `registry`. Fails when the
@@ -155,7 +167,21 @@ impl ProxyMetrics {
         )?;
         let spool_bytes = IntGauge::new(
             "hallpass_event_spool_bytes",
-            "Size of the event spool file (events the store has not taken yet).",
+            "Size of the event journal (events the store has not taken yet).",
+        )?;
+        let event_totals = IntCounterVec::new(
+            Opts::new(
+                "hallpass_events_total",
+                "Block events by path: queued for the writer, written by the store in the normal \
+                 course, journaled (acknowledged from the local journal), spooled (queue full, \
+                 slow writer or failing store), replayed (stored after a store failure or from \
+                 a previous run), lost (neither stored nor journaled: the disk failed).",
+            ),
+            &["path"],
+        )?;
+        let event_sink_errors = IntCounter::new(
+            "hallpass_event_sink_errors_total",
+            "Batches of block events the store refused (they stay in the journal and are retried).",
         )?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(latency.clone()))?;
@@ -167,6 +193,8 @@ impl ProxyMetrics {
         registry.register(Box::new(auth.clone()))?;
         registry.register(Box::new(queue_depth.clone()))?;
         registry.register(Box::new(spool_bytes.clone()))?;
+        registry.register(Box::new(event_totals.clone()))?;
+        registry.register(Box::new(event_sink_errors.clone()))?;
         Ok(Arc::new(ProxyMetrics {
             verdicts,
             latency,
@@ -181,6 +209,8 @@ impl ProxyMetrics {
             auth_throttled: auth.with_label_values(&["throttled"]),
             queue_depth,
             spool_bytes,
+            event_totals,
+            event_sink_errors,
             sources: Mutex::new(None),
         }))
     }
@@ -300,8 +330,25 @@ impl ProxyMetrics {
         let queued = s.events.queued.load(Ordering::Relaxed);
         self.queue_depth
             .set(i64::try_from(queued).unwrap_or(i64::MAX));
-        let bytes = std::fs::metadata(&s.spool).map_or(0, |m| m.len());
+        let bytes = crate::events::journal_bytes(&s.spool);
         self.spool_bytes
             .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        // The writer counts in plain atomics; the exported counters catch up here.
+        let copy = |c: &IntCounter, from: &AtomicU64| {
+            c.inc_by(from.load(Ordering::Relaxed).saturating_sub(c.get()));
+        };
+        let e = &s.events;
+        let sources = [
+            &e.queued_total,
+            &e.written,
+            &e.journaled,
+            &e.spooled,
+            &e.replayed,
+            &e.lost,
+        ];
+        for (path, from) in EVENT_PATHS.iter().zip(sources) {
+            copy(&self.event_totals.with_label_values(&[path]), from);
+        }
+        copy(&self.event_sink_errors, &e.sink_errors);
     }
 }

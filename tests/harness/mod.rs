@@ -185,6 +185,8 @@ pub struct TestProxy {
     pub origin_ca_pem: String,
     /// Block events the proxy emitted.
     pub events: MemorySink,
+    /// The proxy's event-path counters.
+    pub event_counters: Arc<proxy::events::EventCounters>,
     /// The config folder.
     pub dir: tempfile::TempDir,
     /// The running proxy's snapshot handle (what SIGHUP swaps).
@@ -238,6 +240,7 @@ pub async fn start_with(options: Options) -> TestProxy {
     }
     let server = builder.bind().await.expect("proxy binds");
     let addr = server.local_addrs()[0];
+    let event_counters = server.event_counters();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(server.run(async move {
         let _ = rx.await;
@@ -250,6 +253,7 @@ pub async fn start_with(options: Options) -> TestProxy {
         school_ca_pem,
         origin_ca_pem: origin_ca.cert_pem(),
         events,
+        event_counters,
         dir,
         snapshots: handle,
         shutdown: Some(tx),
@@ -385,16 +389,34 @@ impl TestProxy {
         self.task.take().expect("proxy task")
     }
 
-    /// Block events so far (waits briefly for the writer thread).
+    /// Block events so far, once the event path has settled: nothing queued,
+    /// the journal empty and the sink unchanged over a few polls (the sink is
+    /// filled from the journal by its own thread, after the block page went
+    /// out; events emitted without waiting, such as login failures, come later
+    /// still). Waits up to ~2 s for the first event.
     pub async fn events(&self) -> Vec<BlockEvent> {
-        for _ in 0..100 {
+        let journal = settings_state_dir(self.dir.path()).join("events.spool.jsonl");
+        let (mut last, mut stable) = (usize::MAX, 0);
+        for _ in 0..200 {
             let events = self.events.0.lock().expect("sink").clone();
-            if !events.is_empty() {
+            let idle = self
+                .event_counters
+                .queued
+                .load(std::sync::atomic::Ordering::SeqCst)
+                == 0
+                && proxy::events::journal_bytes(&journal) == 0;
+            stable = if idle && events.len() == last {
+                stable + 1
+            } else {
+                0
+            };
+            last = events.len();
+            if stable >= 3 && !events.is_empty() {
                 return events;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        Vec::new()
+        self.events.0.lock().expect("sink").clone()
     }
 
     /// An HTTP URL on the plain origin under `name`.
