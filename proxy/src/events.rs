@@ -82,6 +82,9 @@ pub const DEFAULT_ACK_TIMEOUT: Duration = Duration::from_millis(250);
 /// transaction of the incident store).
 pub const STORE_BATCH: usize = 4096;
 
+/// How long the store thread lets events gather after storing some.
+const STORE_LINGER: Duration = Duration::from_millis(20);
+
 /// How often an idle writer (or a store thread after a failure) retries the journal.
 const IDLE_REPLAY: Duration = Duration::from_secs(1);
 
@@ -711,6 +714,12 @@ fn store_loop(
             // The store may stay away for hours: what waits for it must
             // survive a power cut too, not only a crash of this process.
             journal.sync();
+        } else {
+            // Let the next events gather: under load this makes transactions
+            // of hundreds of events instead of one per writer batch (the
+            // commit, not the insert, is a store's dearest part), and a lone
+            // event after a quiet spell is still stored at once.
+            std::thread::sleep(STORE_LINGER);
         }
         let woken = if behind {
             woken.recv_timeout(IDLE_REPLAY)
