@@ -18,9 +18,9 @@
 //! ALPN towards the client offers `h2` only when the upstream also negotiated it,
 //! so a request is never translated to a protocol the origin did not choose; a
 //! pooled connection is used only where a fresh one would have given the client
-//! the same choice (see [`pool::Wire`](crate::pool)). Upstream connections go
-//! back to the pool when their response head is in (HTTP/1.1) or when the
-//! tunnel closes (h2), for the next tunnel to the same host. For
+//! the same choice (see [`pool::Wire`](crate::pool)). A tunnel's upstream
+//! connections go back to the pool when it closes, for the next tunnel to the
+//! same host. For
 //! h2 the streams per connection and the header list size are capped, and
 //! `:authority` is checked by [`target::tunneled_url`] (the h2 crate does not
 //! check it: measured).
@@ -848,11 +848,11 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// The upstream side of one intercepted tunnel. Every connection goes to the
 /// address checked when the tunnel opened and is verified for the tunnel's own
-/// host name. An h2 connection is the tunnel's while the tunnel lasts and goes
-/// back to the shared [`pool`](crate::pool) when it closes; HTTP/1.1 connections
-/// are taken from the pool (or dialled) per request and given back once the
-/// response head is in (the pool hands one out again only once the response was
-/// read to its end).
+/// host name. A connection serves one tunnel at a time: taken from the shared
+/// [`pool`](crate::pool) (or dialled) when the tunnel needs one, kept while the
+/// tunnel lasts (its h2 connection, or the HTTP/1.1 connection its requests take
+/// one after another), and given back when the tunnel closes (the pool hands an
+/// HTTP/1.1 connection out again only once its last response was read to its end).
 struct Upstream {
     shared: Arc<Shared>,
     route: Route,
@@ -860,8 +860,7 @@ struct Upstream {
     tls: bool,
     /// The h2 connection, replaced when the origin closes it (GOAWAY after idle).
     h2: Option<Mutex<Held<http2::SendRequest<Body>>>>,
-    /// An HTTP/1.1 connection for this tunnel alone: the one opened with the
-    /// tunnel until its first request, or one carrying a connection-bound login.
+    /// The tunnel's HTTP/1.1 connection between its requests.
     own: Mutex<Option<Held<http1::SendRequest<Body>>>>,
 }
 
@@ -1055,8 +1054,11 @@ impl Upstream {
     async fn take_http1(&self) -> Option<Held<http1::SendRequest<Body>>> {
         let own = lock(&self.own).take();
         if let Some(mut held) = own {
-            // Nobody else uses it: wait for its previous response to end.
-            if held.sender.ready().await.is_ok() {
+            // Requests in a tunnel come one after another, so its previous
+            // response is over or about to be; a connection that stays busy
+            // (or closed) is let go.
+            let wait = self.shared.settings.connect_timeout;
+            if let Ok(Ok(())) = tokio::time::timeout(wait, held.sender.ready()).await {
                 return Some(held);
             }
         }
@@ -1069,21 +1071,27 @@ impl Upstream {
         Some(Held::new(wire, rules.generation, sender))
     }
 
-    /// Gives a connection back after its response head: to the pool, or kept
-    /// for this tunnel alone when it carries a connection-bound login.
+    /// Keeps a connection for the tunnel's next request once its response head
+    /// is in; it goes to the pool when the tunnel closes.
     fn give_back(&self, held: Held<http1::SendRequest<Body>>) {
+        let earlier = lock(&self.own).replace(held);
+        // Only one request is in flight per tunnel, so there is none; if there
+        // were, it is pooled as at the tunnel's end.
+        if let Some(earlier) = earlier {
+            self.release(earlier, Sender::Http1);
+        }
+    }
+
+    /// Hands a connection the tunnel no longer needs to the pool, unless it
+    /// carries a connection-bound login (then it closes).
+    fn release<S>(&self, held: Held<S>, sender: fn(S) -> Sender) {
         if held.pinned {
-            *lock(&self.own) = Some(held);
             return;
         }
         let rules = self.shared.pool_rules();
-        self.shared.pool.put(
-            &self.route,
-            held.wire,
-            Sender::Http1(held.sender),
-            held.checked_at,
-            &rules,
-        );
+        let (wire, checked_at) = (held.wire, held.checked_at);
+        let pool = &self.shared.pool;
+        pool.put(&self.route, wire, sender(held.sender), checked_at, &rules);
     }
 
     /// A TCP connection to the address checked when the tunnel opened, checked
@@ -1125,24 +1133,15 @@ impl Upstream {
 }
 
 impl Drop for Upstream {
-    /// The tunnel closed: its h2 connection and an unused first connection go
-    /// back to the pool, unless they carry a connection-bound login.
+    /// The tunnel closed: its connections go back to the pool, unless they
+    /// carry a connection-bound login.
     fn drop(&mut self) {
-        let rules = self.shared.pool_rules();
-        let h2 = self
-            .h2
-            .take()
-            .map(|slot| slot.into_inner().unwrap_or_else(|p| p.into_inner()));
-        if let Some(held) = h2.filter(|held| !held.pinned) {
-            let sender = Sender::Http2(held.sender);
-            let pool = &self.shared.pool;
-            pool.put(&self.route, held.wire, sender, held.checked_at, &rules);
+        if let Some(slot) = self.h2.take() {
+            let held = slot.into_inner().unwrap_or_else(|p| p.into_inner());
+            self.release(held, Sender::Http2);
         }
-        let own = lock(&self.own).take();
-        if let Some(held) = own.filter(|held| !held.pinned) {
-            let sender = Sender::Http1(held.sender);
-            let pool = &self.shared.pool;
-            pool.put(&self.route, held.wire, sender, held.checked_at, &rules);
+        if let Some(held) = lock(&self.own).take() {
+            self.release(held, Sender::Http1);
         }
     }
 }
