@@ -17,6 +17,9 @@
 //! tunnels all the time; most go to hosts visited moments before.
 //!
 //! How, and why it is safe:
+//! - A connection serves one tunnel at a time: a tunnel keeps what it took or
+//!   dialled while it lasts (its h2 connection, or the HTTP/1.1 connection its
+//!   requests use one after another) and gives it to the pool when it closes.
 //! - A connection is only handed out under the host name it was verified for
 //!   (the pool is looked up by host, and every field of the key must match): two
 //!   names on one address never share a connection, so a certificate checked for
@@ -122,7 +125,7 @@ impl Wire {
 
 /// Where a tunnel's connections go: the host name they were verified for, the
 /// port, and the address that was checked against the destination rules.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Route {
     /// The canonical host name (or IP literal) of the tunnel.
     pub host: CanonicalHost,
