@@ -353,6 +353,7 @@ async fn metrics_parse_as_prometheus_text_and_move_with_traffic() {
         "hallpass_tls_handshakes_total",
         "hallpass_tls_handshake_failures_total",
         "hallpass_leaf_cache_hits_total",
+        "hallpass_upstream_connections_total",
         "hallpass_event_queue_depth",
         "hallpass_event_spool_bytes",
         "hallpass_events_total",

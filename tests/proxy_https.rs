@@ -317,28 +317,9 @@ async fn a_blocked_tunnel_answers_plain_http_with_the_page_and_closes_other_byte
 #[tokio::test]
 async fn a_tunnel_outlives_an_upstream_connection_the_origin_closed() {
     let p = harness::start().await;
-    let authority = p.https_authority("allowed.test");
-    let (status, stream, _) = connect(p.addr, &authority).await;
-    assert_eq!(status, 200);
-    let config = client_tls(&[&p.school_ca_pem], &[b"http/1.1"]);
-    let tls = tls(stream.expect("tunnel"), "allowed.test", config)
-        .await
-        .expect("tls");
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
-            .await
-            .expect("h1");
-    tokio::spawn(conn);
+    let mut tunnel = harness::TunnelClient::open(&p, "allowed.test").await;
     for path in ["/bye", "/again"] {
-        let req = hyper::Request::get(path)
-            .header("host", authority.as_str())
-            .body(http_body_util::Empty::<bytes::Bytes>::new())
-            .expect("request");
-        let response = sender.send_request(req).await.expect("response");
-        assert_eq!(response.status(), 200, "{path}");
-        http_body_util::BodyExt::collect(response.into_body())
-            .await
-            .expect("body");
+        assert_eq!(tunnel.get(path, &[]).await.status, 200, "{path}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(

@@ -171,32 +171,8 @@ async fn with_interception_off_tunnels_are_spliced_and_blocks_refused_at_connect
 #[tokio::test]
 async fn a_reload_applies_to_the_next_request_even_inside_an_open_tunnel() {
     let p = harness::start().await;
-    let authority = p.https_authority("allowed.test");
-    let (status, stream, _) = harness::connect(p.addr, &authority).await;
-    assert_eq!(status, 200);
-    let config = harness::client_tls(&[&p.school_ca_pem], &[b"http/1.1"]);
-    let tls = harness::tls(stream.expect("tunnel"), "allowed.test", config)
-        .await
-        .expect("tls");
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
-            .await
-            .expect("h1");
-    tokio::spawn(conn);
-    let request = |path: &str| {
-        hyper::Request::get(path)
-            .header("host", authority.as_str())
-            .body(http_body_util::Empty::<bytes::Bytes>::new())
-            .expect("request")
-    };
-    assert_eq!(
-        sender
-            .send_request(request("/before"))
-            .await
-            .expect("response")
-            .status(),
-        200
-    );
+    let mut tunnel = harness::TunnelClient::open(&p, "allowed.test").await;
+    assert_eq!(tunnel.get("/before", &[]).await.status, 200);
 
     let stricter = harness::POLICY.replace(
         "domains = [\"blocked.test\"]",
@@ -204,12 +180,8 @@ async fn a_reload_applies_to_the_next_request_even_inside_an_open_tunnel() {
     );
     p.reload_policy(&stricter);
 
-    let response = sender
-        .send_request(request("/after"))
-        .await
-        .expect("response");
     assert_eq!(
-        response.status(),
+        tunnel.get("/after", &[]).await.status,
         403,
         "the open tunnel uses the new policy"
     );

@@ -13,6 +13,7 @@ mod proxy_http;
 mod proxy_https;
 mod proxy_hygiene;
 mod proxy_lifecycle;
+mod proxy_pool;
 mod proxy_upgrade;
 mod report;
 mod systemd;

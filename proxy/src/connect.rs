@@ -11,7 +11,11 @@
 //!    of its URLs, is dialled and always intercepted, and each request inside is
 //!    decided on its whole URL.
 //! 3. An allowed name is resolved and dialled *before* the `200`, so a refused or
-//!    unreachable destination is an honest `403`/`502`, not a dead tunnel.
+//!    unreachable destination is an honest `403`/`502`, not a dead tunnel. For a
+//!    tunnel that will be intercepted, a live connection in the shared
+//!    [`pool`](crate::pool) to the same host, port and a checked address of the
+//!    name counts as reached: the name is still resolved and every address
+//!    checked, but no TCP connection is dialled.
 //! 4. The tunnel is intercepted ([`mitm`](crate::mitm)) unless interception is off
 //!    or the policy's no-intercept list names the host; then it is spliced, after
 //!    the ClientHello's SNI has been checked against the CONNECT name (an SNI for
@@ -120,8 +124,24 @@ pub(crate) async fn handle(
         return blocked_tunnel(shared, conn, tunnel, page, req, access);
     }
 
-    let (upstream, _addr) = match shared.dialer.dial(&host, port).await {
-        Ok(dialled) => dialled,
+    let intercept = shared.leaves.is_some()
+        && (decision.verdict.action == Action::Block
+            || filter::intercept(&snap, &host, decision.mask));
+    // An intercepted tunnel may start on a pooled connection; a spliced one
+    // copies raw bytes and always gets a connection of its own.
+    let upstream = if intercept {
+        mitm::reach(&shared, &host, port, snap.generation)
+            .await
+            .map(Upstream::Intercepted)
+    } else {
+        shared
+            .dialer
+            .dial(&host, port)
+            .await
+            .map(|(stream, _addr)| Upstream::Spliced(stream))
+    };
+    let upstream = match upstream {
+        Ok(upstream) => upstream,
         Err(e) => {
             tracing::info!(error = %e, "tunnel destination failed");
             let (kind, page, reason) = crate::forward::failure_words(&e);
@@ -137,21 +157,29 @@ pub(crate) async fn handle(
         }
     };
     access.verdict = "allow";
-    let intercept = shared.leaves.is_some()
-        && (decision.verdict.action == Action::Block
-            || filter::intercept(&snap, &host, decision.mask));
     let task_shared = shared.clone();
     spawn_tunnel(&shared, async move {
         let Some(client) = upgraded(req).await else {
             return;
         };
-        if intercept {
-            mitm::serve_intercepted(task_shared, conn, tunnel, identity, client, upstream).await;
-        } else {
-            splice_checked(task_shared, conn, tunnel, identity, band, client, upstream).await;
+        match upstream {
+            Upstream::Intercepted(reached) => {
+                mitm::serve_intercepted(task_shared, conn, tunnel, identity, client, reached).await;
+            }
+            Upstream::Spliced(stream) => {
+                splice_checked(task_shared, conn, tunnel, identity, band, client, stream).await;
+            }
         }
     });
     Response::new(crate::full_body(""))
+}
+
+/// The upstream of an allowed tunnel, reached before the `200`.
+enum Upstream {
+    /// Intercepted: a fresh connection, or a live pooled one for the host.
+    Intercepted(mitm::Reached),
+    /// Spliced: a connection of its own, never pooled.
+    Spliced(TcpStream),
 }
 
 fn decide(

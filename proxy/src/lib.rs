@@ -5,7 +5,8 @@
 //! identified ([`auth`]), its target normalised ([`target`]), decided against one
 //! policy snapshot ([`filter`]), then forwarded ([`forward`], [`upstream`]),
 //! spliced or intercepted ([`connect`], [`mitm`]), or answered with the block page
-//! ([`block`]) and a block event ([`events`]).
+//! ([`block`]) and a block event ([`events`]). Verified upstream connections
+//! outlive their tunnel in one shared [`pool`].
 //!
 //! Built on hyper 1, tokio-rustls and rcgen rather than hudsucker: measured here,
 //! hudsucker sets no TCP_NODELAY (about 22 new connections/s against ~2,200),
@@ -41,6 +42,7 @@ pub mod metrics;
 pub mod mitm;
 pub mod pac;
 pub mod pages;
+pub mod pool;
 mod request;
 pub mod safe_search;
 pub mod snapshot;

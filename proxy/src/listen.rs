@@ -113,6 +113,7 @@ pub(crate) async fn bind(b: ProxyBuilder) -> Result<Server, ProxyError> {
         connections: Arc::new(Semaphore::new(settings.max_connections as usize)),
         per_ip: PerIpLimit::new(settings.max_connections_per_ip),
         listen_addrs: listeners.iter().map(|(_, local)| *local).collect(),
+        pool: crate::pool::Pool::new(settings.idle_timeout),
         settings,
         snapshots: b.snapshots,
         dialer,

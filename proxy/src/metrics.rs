@@ -1,6 +1,6 @@
 //! The proxy's Prometheus metrics: requests by verdict, request latency, blocks
-//! by category and band, client TLS handshakes, leaf-cache hits, login failures,
-//! and the block-event queue.
+//! by category and band, client TLS handshakes, leaf-cache hits, upstream
+//! connections dialled or reused, login failures, and the block-event queue.
 //!
 //! In: a [`prometheus::Registry`] the caller owns (the binary serves it at
 //! `/metrics`). Out: handles the request path bumps.
@@ -82,6 +82,8 @@ pub struct ProxyMetrics {
     tls_failures: IntCounter,
     leaf_hits: IntCounter,
     leaf_mints: IntCounter,
+    upstream_dialled: IntCounter,
+    upstream_reused: IntCounter,
     auth_rejected: IntCounter,
     auth_malformed: IntCounter,
     auth_throttled: IntCounter,
@@ -154,6 +156,13 @@ impl ProxyMetrics {
             "hallpass_leaf_cache_misses_total",
             "Leaf certificates minted because the cache had none.",
         )?;
+        let upstream = IntCounterVec::new(
+            Opts::new(
+                "hallpass_upstream_connections_total",
+                "Upstream connections of intercepted tunnels: dialled (a new TCP connection, and TLS for HTTPS) or reused from the pool of verified connections.",
+            ),
+            &["how"],
+        )?;
         let auth = IntCounterVec::new(
             Opts::new(
                 "hallpass_auth_failures_total",
@@ -190,6 +199,7 @@ impl ProxyMetrics {
         registry.register(Box::new(tls_failures.clone()))?;
         registry.register(Box::new(leaf_hits.clone()))?;
         registry.register(Box::new(leaf_mints.clone()))?;
+        registry.register(Box::new(upstream.clone()))?;
         registry.register(Box::new(auth.clone()))?;
         registry.register(Box::new(queue_depth.clone()))?;
         registry.register(Box::new(spool_bytes.clone()))?;
@@ -204,6 +214,8 @@ impl ProxyMetrics {
             tls_failures,
             leaf_hits,
             leaf_mints,
+            upstream_dialled: upstream.with_label_values(&["dialled"]),
+            upstream_reused: upstream.with_label_values(&["reused"]),
             auth_rejected: auth.with_label_values(&["rejected"]),
             auth_malformed: auth.with_label_values(&["malformed"]),
             auth_throttled: auth.with_label_values(&["throttled"]),
@@ -300,6 +312,16 @@ impl ProxyMetrics {
             self.leaf_hits.inc();
         } else {
             self.leaf_mints.inc();
+        }
+    }
+
+    /// Counts an upstream connection of an intercepted tunnel: taken from the
+    /// pool (`true`) or dialled (`false`).
+    pub(crate) fn upstream(&self, reused: bool) {
+        if reused {
+            self.upstream_reused.inc();
+        } else {
+            self.upstream_dialled.inc();
         }
     }
 

@@ -2,10 +2,12 @@
 //! request inside decided again.
 //!
 //! In: an opened tunnel (the client side), its canonical name, the identity, and
-//! for allowed tunnels the already-dialled upstream TCP stream. Out: served HTTP
-//! (h2 or HTTP/1.1, as ALPN chose) where each request is normalised, decided on
-//! its full URL with a fresh snapshot, and either answered with the block page or
-//! forwarded over verified upstream TLS. Refused:
+//! for allowed tunnels how the upstream was reached before the `200` ([`reach`]:
+//! a freshly dialled TCP stream, or a live connection for the host in the shared
+//! [`pool`](crate::pool)). Out: served HTTP (h2 or HTTP/1.1, as ALPN chose)
+//! where each request is normalised, decided on its full URL with a fresh
+//! snapshot, and either answered with the block page or forwarded over verified
+//! upstream TLS. Refused:
 //! - an SNI naming another host than the CONNECT (the block page, under a leaf
 //!   for the SNI name so the pupil can read why);
 //! - any request whose `Host`/`:authority` names another site (domain fronting);
@@ -14,7 +16,11 @@
 //! - bytes that are not TLS: the tunnel is closed and logged.
 //!
 //! ALPN towards the client offers `h2` only when the upstream also negotiated it,
-//! so a request is never translated to a protocol the origin did not choose. For
+//! so a request is never translated to a protocol the origin did not choose; a
+//! pooled connection is used only where a fresh one would have given the client
+//! the same choice (see [`pool::Wire`](crate::pool)). A tunnel's upstream
+//! connections go back to the pool when it closes, for the next tunnel to the
+//! same host. For
 //! h2 the streams per connection and the header list size are capped, and
 //! `:authority` is checked by [`target::tunneled_url`] (the h2 crate does not
 //! check it: measured).
@@ -45,6 +51,7 @@ use crate::forward::{self, client_response, upstream_request};
 use crate::framing::{FramingGuard, UpgradeGate};
 use crate::idle::Prefixed;
 use crate::listen::{Phase, http1_builder};
+use crate::pool::{self, Route, Rules, Sender, Wire};
 use crate::request::{
     Access, CatchUnwind, ConnInfo, Refusal, ServedPage, Shared, log_access, plain_refusal,
     target_refusal, violation_response,
@@ -57,8 +64,6 @@ use crate::{Body, filter, safe_search};
 const MAX_H2_STREAMS: u32 = 100;
 /// Largest h2 header list, matching the HTTP/1.1 head limit.
 const MAX_H2_HEADER_LIST: u32 = 64 * 1024;
-/// Most idle HTTP/1.1 upstream connections kept per tunnel.
-const MAX_IDLE_UPSTREAM: usize = 4;
 
 /// The client side of a tunnel as hyper hands it over.
 type TunnelIo = TokioIo<hyper::upgrade::Upgraded>;
@@ -224,12 +229,12 @@ pub(crate) async fn serve_intercepted(
     tunnel: TunnelName,
     identity: Identity,
     client: TunnelIo,
-    upstream: TcpStream,
+    reached: Reached,
 ) {
     let client = match sniff(&shared, client).await {
         Some(Sniffed::Tls(client)) => client,
         Some(Sniffed::Http(client)) => {
-            return serve_plain_tunnel(shared, conn, tunnel, identity, client, upstream).await;
+            return serve_plain_tunnel(shared, conn, tunnel, identity, client, reached).await;
         }
         None => return,
     };
@@ -273,15 +278,15 @@ pub(crate) async fn serve_intercepted(
         }
     }
 
-    let peer = upstream.peer_addr().ok();
-    let upstream_tls = match shared
-        .upstream_tls
-        .connect(&tunnel.host, upstream, hello.offers_h2)
-        .await
-    {
-        Ok(tls) => tls,
+    let route = Route {
+        host: tunnel.host.clone(),
+        port: tunnel.port,
+        addr: reached.addr,
+    };
+    let upstream = match Upstream::open_tls(&shared, route, reached, hello.offers_h2).await {
+        Ok(upstream) => upstream,
         Err(e) => {
-            tracing::info!(error = %e, "upstream TLS failed");
+            tracing::info!(error = %e, "upstream connection failed");
             let (kind, page_kind, reason) = forward::failure_words(&e);
             let page = refuse(kind, page_kind, reason).await;
             let Some((tls, is_h2)) = finish_handshake(&shared, hello, &tunnel.host, true).await
@@ -291,35 +296,17 @@ pub(crate) async fn serve_intercepted(
             return serve_static(&shared, &conn, tls, is_h2, page).await;
         }
     };
-    let upstream_h2 = upstream_tls.get_ref().1.alpn_protocol() == Some(b"h2");
     let Some((client_tls, client_h2)) =
-        finish_handshake(&shared, hello, &tunnel.host, upstream_h2).await
+        finish_handshake(&shared, hello, &tunnel.host, upstream.is_h2()).await
     else {
         return;
-    };
-
-    let pool = match Pool::start(&shared, &tunnel.host, peer, upstream_tls, upstream_h2, true).await
-    {
-        Ok(pool) => pool,
-        Err(e) => {
-            tracing::info!(error = %e, "upstream connection failed");
-            let (kind, page_kind, reason) = forward::failure_words(&e);
-            return serve_static(
-                &shared,
-                &conn,
-                client_tls,
-                client_h2,
-                refuse(kind, page_kind, reason).await,
-            )
-            .await;
-        }
     };
     let ctx = Arc::new(TunnelCtx {
         shared: shared.clone(),
         conn,
         tunnel,
         identity,
-        pool,
+        upstream,
         scheme: Scheme::Https,
         guarded: !client_h2,
         gate: Arc::default(),
@@ -338,11 +325,15 @@ async fn serve_plain_tunnel(
     tunnel: TunnelName,
     identity: Identity,
     client: ClientIo,
-    upstream: TcpStream,
+    reached: Reached,
 ) {
-    let peer = upstream.peer_addr().ok();
-    let pool = match Pool::start(&shared, &tunnel.host, peer, upstream, false, false).await {
-        Ok(pool) => pool,
+    let route = Route {
+        host: tunnel.host.clone(),
+        port: tunnel.port,
+        addr: reached.addr,
+    };
+    let upstream = match Upstream::open_plain(&shared, route, reached).await {
+        Ok(upstream) => upstream,
         Err(e) => {
             tracing::info!(error = %e, "upstream connection failed");
             return;
@@ -353,7 +344,7 @@ async fn serve_plain_tunnel(
         conn,
         tunnel,
         identity,
-        pool,
+        upstream,
         scheme: Scheme::Http,
         guarded: true,
         gate: Arc::default(),
@@ -527,7 +518,7 @@ struct TunnelCtx {
     conn: Arc<ConnInfo>,
     tunnel: TunnelName,
     identity: Identity,
-    pool: Pool,
+    upstream: Upstream,
     /// `https` inside TLS, `http` for plain HTTP inside a tunnel.
     scheme: Scheme,
     /// HTTP/1.1 behind the framing guard: the guard's synthetic request is honoured.
@@ -611,7 +602,7 @@ async fn route_tunneled(
     }
     // WebSocket and other upgrades work over HTTP/1.1 upstreams only.
     let client_upgrade = (ctx.guarded
-        && !ctx.pool.is_h2()
+        && !ctx.upstream.is_h2()
         && req.method() != http::Method::CONNECT
         && forward::upgrade_request(req.headers()).is_some())
     .then(|| hyper::upgrade::on(&mut req));
@@ -760,7 +751,7 @@ async fn forward_tunneled(
         .and_then(|_| forward::upgrade_request(&parts.headers));
     let extra = forward::with_upgrade(rewrite.headers, upgrade.as_ref());
     let body = body.map_err(Into::into).boxed();
-    let request = if ctx.pool.is_h2() {
+    let request = if ctx.upstream.is_h2() {
         let uri: Uri = format!(
             "https://{}{path_and_query}",
             target::host_header_text(url.host(), url.port(), ctx.scheme)
@@ -773,7 +764,7 @@ async fn forward_tunneled(
         let host = target::host_header_text(url.host(), url.port(), ctx.scheme);
         upstream_request(parts, body, uri, Version::HTTP_11, Some(&host), &extra)?
     };
-    let mut response = ctx.pool.send(request).await?;
+    let mut response = ctx.upstream.send(request).await?;
     if let (Some(client), Some(_)) = (client_upgrade, &upgrade) {
         if response.status() == http::StatusCode::SWITCHING_PROTOCOLS {
             let upstream = hyper::upgrade::on(&mut response);
@@ -784,142 +775,373 @@ async fn forward_tunneled(
     Ok(client_response(response))
 }
 
-/// Upstream connections of one tunnel, all to the one checked address.
-struct Pool {
-    shared: Arc<Shared>,
-    host: CanonicalHost,
-    addr: Option<SocketAddr>,
-    /// The h2 connection, replaced when the origin closes it (GOAWAY after idle).
-    h2: Option<Mutex<http2::SendRequest<Body>>>,
-    h1: Mutex<Vec<http1::SendRequest<Body>>>,
-    /// Whether upstream connections speak TLS (false for plain HTTP in a tunnel).
-    tls: bool,
+/// How the upstream of an intercepted tunnel was reached before the `200`.
+pub(crate) struct Reached {
+    /// The checked address every connection of the tunnel goes to.
+    addr: SocketAddr,
+    /// The policy generation the address was checked under.
+    generation: u64,
+    /// The connection dialled for the tunnel, or `None` when the pool held a
+    /// live connection for the host and nothing was dialled.
+    stream: Option<TcpStream>,
 }
 
-impl Pool {
-    async fn start<S>(
-        shared: &Arc<Shared>,
-        host: &CanonicalHost,
-        addr: Option<SocketAddr>,
-        stream: S,
-        h2: bool,
-        tls: bool,
-    ) -> Result<Pool, UpstreamError>
-    where
-        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    {
-        let mut pool = Pool {
-            shared: shared.clone(),
-            host: host.clone(),
+/// Reaches the upstream of a tunnel that will be intercepted. The name is
+/// resolved and every address checked as for any dial; then a live pooled
+/// connection for this host and port to one of those addresses counts as
+/// reached, and otherwise the addresses are dialled in order.
+pub(crate) async fn reach(
+    shared: &Shared,
+    host: &CanonicalHost,
+    port: u16,
+    generation: u64,
+) -> Result<Reached, UpstreamError> {
+    if !shared.dialer.destinations.port_allowed(port) {
+        return Err(UpstreamError::PortNotAllowed(port));
+    }
+    let addrs = shared.dialer.resolve_checked(host, port).await?;
+    let rules = Rules {
+        generation,
+        destinations: &shared.dialer.destinations,
+    };
+    if let Some(addr) = shared.pool.reachable(host, port, &addrs, &rules) {
+        return Ok(Reached {
             addr,
-            h2: None,
-            h1: Mutex::new(Vec::new()),
-            tls,
-        };
-        if h2 {
-            pool.h2 = Some(Mutex::new(
-                forward::handshake_http2(shared, host, stream).await?,
-            ));
-        } else {
-            let sender = forward::handshake_http1(shared, host, stream).await?;
-            pool.h1
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(sender);
+            generation,
+            stream: None,
+        });
+    }
+    let (stream, addr) = shared.dialer.dial_checked(host, &addrs).await?;
+    shared.metrics.upstream(false);
+    Ok(Reached {
+        addr,
+        generation,
+        stream: Some(stream),
+    })
+}
+
+/// A connection a tunnel holds, with what giving it back to the pool needs.
+struct Held<S> {
+    wire: Wire,
+    /// The policy generation its address was checked under.
+    checked_at: u64,
+    /// It carried a login bound to the connection (NTLM, Negotiate): it serves
+    /// this tunnel alone and is never pooled.
+    pinned: bool,
+    sender: S,
+}
+
+impl<S> Held<S> {
+    fn new(wire: Wire, checked_at: u64, sender: S) -> Self {
+        Held {
+            wire,
+            checked_at,
+            pinned: false,
+            sender,
         }
-        Ok(pool)
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The upstream side of one intercepted tunnel. Every connection goes to the
+/// address checked when the tunnel opened and is verified for the tunnel's own
+/// host name. A connection serves one tunnel at a time: taken from the shared
+/// [`pool`](crate::pool) (or dialled) when the tunnel needs one, kept while the
+/// tunnel lasts (its h2 connection, or the HTTP/1.1 connection its requests take
+/// one after another), and given back when the tunnel closes (the pool hands an
+/// HTTP/1.1 connection out again only once its last response was read to its end).
+struct Upstream {
+    shared: Arc<Shared>,
+    route: Route,
+    /// Whether connections speak TLS (false for plain HTTP in a tunnel).
+    tls: bool,
+    /// The h2 connection, replaced when the origin closes it (GOAWAY after idle).
+    h2: Option<Mutex<Held<http2::SendRequest<Body>>>>,
+    /// The tunnel's HTTP/1.1 connection between its requests.
+    own: Mutex<Option<Held<http1::SendRequest<Body>>>>,
+}
+
+impl Upstream {
+    fn new(shared: &Arc<Shared>, route: Route, tls: bool) -> Upstream {
+        Upstream {
+            shared: shared.clone(),
+            route,
+            tls,
+            h2: None,
+            own: Mutex::new(None),
+        }
+    }
+
+    /// The upstream of a TLS tunnel whose client offered h2 (`offers_h2`) or
+    /// not: on the connection dialled before the `200`; else on a pooled h2
+    /// connection for a client offering h2, or pooled HTTP/1.1 connections
+    /// where a fresh connection would have given HTTP/1.1 too; else on a new
+    /// connection to the checked address. Upstream TLS is verified for the
+    /// tunnel's name whenever a connection is new.
+    async fn open_tls(
+        shared: &Arc<Shared>,
+        route: Route,
+        reached: Reached,
+        offers_h2: bool,
+    ) -> Result<Upstream, UpstreamError> {
+        let mut upstream = Upstream::new(shared, route, true);
+        let (stream, checked_at) = match reached.stream {
+            Some(stream) => (stream, reached.generation),
+            None => {
+                let rules = shared.pool_rules();
+                if offers_h2 {
+                    if let Some(sender) = shared.pool.take_http2(&upstream.route, &rules) {
+                        shared.metrics.upstream(true);
+                        let held = Held::new(Wire::TlsH2, rules.generation, sender);
+                        upstream.h2 = Some(Mutex::new(held));
+                        return Ok(upstream);
+                    }
+                }
+                if shared
+                    .pool
+                    .has(&upstream.route, Wire::http1_for_offer(offers_h2), &rules)
+                {
+                    // Each request takes a pooled connection (or dials one).
+                    return Ok(upstream);
+                }
+                upstream.dial_again().await?
+            }
+        };
+        let tls = shared
+            .upstream_tls
+            .connect(&upstream.route.host, stream, offers_h2)
+            .await?;
+        let wire = Wire::tls(offers_h2, tls.get_ref().1.alpn_protocol() == Some(b"h2"));
+        let host = &upstream.route.host;
+        if wire.is_h2() {
+            let sender = forward::handshake_http2(shared, host, tls).await?;
+            upstream.h2 = Some(Mutex::new(Held::new(wire, checked_at, sender)));
+        } else {
+            let sender = forward::handshake_http1(shared, host, tls).await?;
+            *lock(&upstream.own) = Some(Held::new(wire, checked_at, sender));
+        }
+        Ok(upstream)
+    }
+
+    /// The upstream of plain HTTP inside a tunnel: on the connection dialled
+    /// before the `200`, else on pooled or new connections per request.
+    async fn open_plain(
+        shared: &Arc<Shared>,
+        route: Route,
+        reached: Reached,
+    ) -> Result<Upstream, UpstreamError> {
+        let upstream = Upstream::new(shared, route, false);
+        if let Some(stream) = reached.stream {
+            let sender = forward::handshake_http1(shared, &upstream.route.host, stream).await?;
+            *lock(&upstream.own) = Some(Held::new(Wire::Plain, reached.generation, sender));
+        }
+        Ok(upstream)
     }
 
     fn is_h2(&self) -> bool {
         self.h2.is_some()
     }
 
-    async fn send(&self, request: Request<Body>) -> Result<Response<Incoming>, UpstreamError> {
-        let failed = |e: hyper::Error| UpstreamError::Exchange {
-            host: self.host.to_string(),
+    fn failed(&self, e: hyper::Error) -> UpstreamError {
+        UpstreamError::Exchange {
+            host: self.route.host.to_string(),
             message: e.to_string(),
-        };
-        if let Some(h2) = &self.h2 {
-            let current = h2.lock().unwrap_or_else(|p| p.into_inner()).clone();
-            let mut sender = if current.is_closed() {
-                // The origin closed the connection while the tunnel stayed open:
-                // a fresh one to the same checked address.
-                let fresh = self.dial_h2().await?;
-                *h2.lock().unwrap_or_else(|p| p.into_inner()) = fresh.clone();
-                fresh
-            } else {
-                current
-            };
-            sender.ready().await.map_err(failed)?;
-            return sender.send_request(request).await.map_err(failed);
         }
-        let mut sender = match self.take_ready() {
-            Some(sender) => sender,
-            None => self.dial_h1().await?,
+    }
+
+    async fn send(&self, request: Request<Body>) -> Result<Response<Incoming>, UpstreamError> {
+        let binds = pool::binds_connection(request.headers());
+        if let Some(h2) = &self.h2 {
+            return self.send_h2(h2, request, binds).await;
+        }
+        let mut held = match self.take_http1().await {
+            Some(held) => held,
+            None => self.dial_http1().await?,
+        };
+        let response = match held.sender.try_send_request(request).await {
+            Ok(response) => response,
+            Err(mut e) => match e.take_message() {
+                // Closed before the request went out: it is intact, retry once
+                // on a new connection (never a request that may have gone out).
+                Some(unsent) => {
+                    held = self.dial_http1().await?;
+                    held.sender
+                        .send_request(unsent)
+                        .await
+                        .map_err(|e| self.failed(e))?
+                }
+                None => return Err(self.failed(e.into_error())),
+            },
+        };
+        held.pinned |= binds || pool::binds_connection(response.headers());
+        self.give_back(held);
+        Ok(response)
+    }
+
+    async fn send_h2(
+        &self,
+        slot: &Mutex<Held<http2::SendRequest<Body>>>,
+        request: Request<Body>,
+        binds: bool,
+    ) -> Result<Response<Incoming>, UpstreamError> {
+        let current = lock(slot).sender.clone();
+        let mut sender = if current.is_closed() {
+            self.replace_h2(slot).await?
+        } else {
+            current
         };
         let response = match sender.try_send_request(request).await {
             Ok(response) => response,
             Err(mut e) => match e.take_message() {
-                // Closed before the request went out: it is intact, retry once.
+                // As for HTTP/1.1: only a request that never went out is retried.
                 Some(unsent) => {
-                    sender = self.dial_h1().await?;
-                    sender.send_request(unsent).await.map_err(failed)?
+                    let mut fresh = self.replace_h2(slot).await?;
+                    fresh
+                        .send_request(unsent)
+                        .await
+                        .map_err(|e| self.failed(e))?
                 }
-                None => return Err(failed(e.into_error())),
+                None => return Err(self.failed(e.into_error())),
             },
         };
-        let mut idle = self.h1.lock().unwrap_or_else(|p| p.into_inner());
-        if idle.len() < MAX_IDLE_UPSTREAM {
-            idle.push(sender);
+        if binds || pool::binds_connection(response.headers()) {
+            lock(slot).pinned = true;
         }
         Ok(response)
     }
 
-    fn take_ready(&self) -> Option<http1::SendRequest<Body>> {
-        let mut idle = self.h1.lock().unwrap_or_else(|p| p.into_inner());
-        idle.retain(|s| !s.is_closed());
-        let at = idle.iter().position(|s| s.is_ready())?;
-        Some(idle.swap_remove(at))
+    /// Replaces the tunnel's h2 connection: with a pooled one for the same
+    /// route, or a new one to the same checked address (never re-resolved).
+    async fn replace_h2(
+        &self,
+        slot: &Mutex<Held<http2::SendRequest<Body>>>,
+    ) -> Result<http2::SendRequest<Body>, UpstreamError> {
+        let pooled = {
+            let rules = self.shared.pool_rules();
+            self.shared
+                .pool
+                .take_http2(&self.route, &rules)
+                .map(|sender| Held::new(Wire::TlsH2, rules.generation, sender))
+        };
+        let fresh = match pooled {
+            Some(held) => {
+                self.shared.metrics.upstream(true);
+                held
+            }
+            None => {
+                let (stream, checked_at) = self.dial_again().await?;
+                let host = &self.route.host;
+                let tls = self.shared.upstream_tls.connect(host, stream, true).await?;
+                if tls.get_ref().1.alpn_protocol() != Some(b"h2") {
+                    return Err(UpstreamError::Exchange {
+                        host: host.to_string(),
+                        message: "the site no longer offers HTTP/2 on a new connection".into(),
+                    });
+                }
+                let sender = forward::handshake_http2(&self.shared, host, tls).await?;
+                Held::new(Wire::TlsH2, checked_at, sender)
+            }
+        };
+        let sender = fresh.sender.clone();
+        *lock(slot) = fresh;
+        Ok(sender)
     }
 
-    /// A new h2 connection to the same checked address (never re-resolved).
-    async fn dial_h2(&self) -> Result<http2::SendRequest<Body>, UpstreamError> {
-        let stream = self.dial_again().await?;
-        let tls = self
-            .shared
-            .upstream_tls
-            .connect(&self.host, stream, true)
-            .await?;
-        forward::handshake_http2(&self.shared, &self.host, tls).await
+    /// A ready HTTP/1.1 connection: the tunnel's own, else a pooled one.
+    async fn take_http1(&self) -> Option<Held<http1::SendRequest<Body>>> {
+        let own = lock(&self.own).take();
+        if let Some(mut held) = own {
+            // Requests in a tunnel come one after another, so its previous
+            // response is over or about to be; a connection that stays busy
+            // (or closed) is let go.
+            let wait = self.shared.settings.connect_timeout;
+            if let Ok(Ok(())) = tokio::time::timeout(wait, held.sender.ready()).await {
+                return Some(held);
+            }
+        }
+        let rules = self.shared.pool_rules();
+        let (wire, sender) =
+            self.shared
+                .pool
+                .take_http1(&self.route, Wire::http1(self.tls), &rules)?;
+        self.shared.metrics.upstream(true);
+        Some(Held::new(wire, rules.generation, sender))
     }
 
-    /// A TCP connection to the address checked when the tunnel opened.
-    async fn dial_again(&self) -> Result<TcpStream, UpstreamError> {
-        let addr = self.addr.ok_or_else(|| UpstreamError::Exchange {
-            host: self.host.to_string(),
-            message: "no upstream address".into(),
-        })?;
-        self.shared
-            .dialer
-            .dial_addr(addr)
-            .await
-            .map_err(|source| UpstreamError::Connect {
-                host: self.host.to_string(),
-                source,
-            })
+    /// Keeps a connection for the tunnel's next request once its response head
+    /// is in; it goes to the pool when the tunnel closes.
+    fn give_back(&self, held: Held<http1::SendRequest<Body>>) {
+        let earlier = lock(&self.own).replace(held);
+        // Only one request is in flight per tunnel, so there is none; if there
+        // were, it is pooled as at the tunnel's end.
+        if let Some(earlier) = earlier {
+            self.release(earlier, Sender::Http1);
+        }
     }
 
-    /// Another HTTP/1.1 connection to the same checked address (never re-resolved).
-    async fn dial_h1(&self) -> Result<http1::SendRequest<Body>, UpstreamError> {
-        let stream = self.dial_again().await?;
+    /// Hands a connection the tunnel no longer needs to the pool, unless it
+    /// carries a connection-bound login (then it closes).
+    fn release<S>(&self, held: Held<S>, sender: fn(S) -> Sender) {
+        if held.pinned {
+            return;
+        }
+        let rules = self.shared.pool_rules();
+        let (wire, checked_at) = (held.wire, held.checked_at);
+        let pool = &self.shared.pool;
+        pool.put(&self.route, wire, sender(held.sender), checked_at, &rules);
+    }
+
+    /// A TCP connection to the address checked when the tunnel opened, checked
+    /// against the rules in effect now; with the generation of that check.
+    async fn dial_again(&self) -> Result<(TcpStream, u64), UpstreamError> {
+        let generation = self.shared.snapshots.load().generation;
+        let (host, addr) = (&self.route.host, self.route.addr);
+        self.shared.dialer.check_addr(host, addr)?;
+        let stream =
+            self.shared
+                .dialer
+                .dial_addr(addr)
+                .await
+                .map_err(|source| UpstreamError::Connect {
+                    host: host.to_string(),
+                    source,
+                })?;
+        self.shared.metrics.upstream(false);
+        Ok((stream, generation))
+    }
+
+    /// Another HTTP/1.1 connection to the same checked address (never
+    /// re-resolved); over TLS only `http/1.1` is offered.
+    async fn dial_http1(&self) -> Result<Held<http1::SendRequest<Body>>, UpstreamError> {
+        let (stream, checked_at) = self.dial_again().await?;
+        let host = &self.route.host;
         if !self.tls {
-            return forward::handshake_http1(&self.shared, &self.host, stream).await;
+            let sender = forward::handshake_http1(&self.shared, host, stream).await?;
+            return Ok(Held::new(Wire::Plain, checked_at, sender));
         }
         let tls = self
             .shared
             .upstream_tls
-            .connect(&self.host, stream, false)
+            .connect(host, stream, false)
             .await?;
-        forward::handshake_http1(&self.shared, &self.host, tls).await
+        let sender = forward::handshake_http1(&self.shared, host, tls).await?;
+        Ok(Held::new(Wire::TlsH1Offered, checked_at, sender))
+    }
+}
+
+impl Drop for Upstream {
+    /// The tunnel closed: its connections go back to the pool, unless they
+    /// carry a connection-bound login.
+    fn drop(&mut self) {
+        if let Some(slot) = self.h2.take() {
+            let held = slot.into_inner().unwrap_or_else(|p| p.into_inner());
+            self.release(held, Sender::Http2);
+        }
+        if let Some(held) = lock(&self.own).take() {
+            self.release(held, Sender::Http1);
+        }
     }
 }

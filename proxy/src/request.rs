@@ -48,6 +48,8 @@ pub(crate) struct Shared {
     pub snapshots: Arc<ArcSwap<Snapshot>>,
     pub dialer: Dialer,
     pub upstream_tls: UpstreamTls,
+    /// Verified upstream connections kept across tunnels.
+    pub pool: crate::pool::Pool,
     pub leaves: Option<LeafCache>,
     pub events: EventQueue,
     pub references: References,
@@ -115,6 +117,15 @@ pub(crate) struct Refusal<'a> {
 }
 
 impl Shared {
+    /// What a pooled upstream connection must satisfy now: the policy
+    /// generation in effect and the destination rules.
+    pub(crate) fn pool_rules(&self) -> crate::pool::Rules<'_> {
+        crate::pool::Rules {
+            generation: self.snapshots.load().generation,
+            destinations: &self.dialer.destinations,
+        }
+    }
+
     /// Whether a host and port name this proxy (its listen addresses, or one of
     /// the configured names on a listening port).
     pub(crate) fn is_self(&self, host: &CanonicalHost, port: u16) -> bool {

@@ -264,8 +264,18 @@ impl Dialer {
             return Err(UpstreamError::PortNotAllowed(port));
         }
         let addrs = self.resolve_checked(host, port).await?;
+        self.dial_checked(host, &addrs).await
+    }
+
+    /// Dials addresses [`resolve_checked`](Self::resolve_checked) returned, in
+    /// order, until one answers. Returns the stream and its address.
+    pub async fn dial_checked(
+        &self,
+        host: &CanonicalHost,
+        addrs: &[SocketAddr],
+    ) -> Result<(TcpStream, SocketAddr), UpstreamError> {
         let mut last = io::Error::new(io::ErrorKind::NotFound, "no address");
-        for addr in addrs {
+        for &addr in addrs {
             match self.dial_addr(addr).await {
                 Ok(stream) => return Ok((stream, addr)),
                 Err(e) => last = e,
@@ -275,6 +285,19 @@ impl Dialer {
             host: host.to_string(),
             source: last,
         })
+    }
+
+    /// Checks one address against the destination rules: every resolved
+    /// address, and an address found earlier again before it is dialled anew (a
+    /// tunnel opening another connection to its checked address).
+    pub fn check_addr(&self, host: &CanonicalHost, addr: SocketAddr) -> Result<(), UpstreamError> {
+        self.destinations
+            .check(addr)
+            .map_err(|why| UpstreamError::Forbidden {
+                host: host.to_string(),
+                addr: addr.ip(),
+                why,
+            })
     }
 
     /// Resolves (IP literals are not resolved) and checks every address.
@@ -306,13 +329,7 @@ impl Dialer {
         // One refused address refuses the name: a name that mixes public and
         // internal addresses is a rebinding attempt or a misconfiguration.
         for addr in &addrs {
-            self.destinations
-                .check(*addr)
-                .map_err(|why| UpstreamError::Forbidden {
-                    host: host.to_string(),
-                    addr: addr.ip(),
-                    why,
-                })?;
+            self.check_addr(host, *addr)?;
         }
         Ok(addrs)
     }

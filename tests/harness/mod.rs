@@ -120,6 +120,9 @@ pub struct Options {
     /// Proxy logins: accounts written to `state/accounts.toml` before start and
     /// a verifier with these settings (fast argon2 for tests).
     pub accounts: Option<TestAccounts>,
+    /// Sockets of a test's own origins, opened like the harness's origins
+    /// through `dangerous_allow_destinations`.
+    pub destinations: Vec<SocketAddr>,
 }
 
 /// Accounts for a test proxy.
@@ -183,6 +186,8 @@ pub struct TestProxy {
     pub school_ca_pem: String,
     /// The origin CA's certificate in PEM (what a spliced tunnel shows).
     pub origin_ca_pem: String,
+    /// The origin CA (the proxy trusts it upstream): leaves for a test's own origins.
+    pub origin_ca: Arc<OriginCa>,
     /// Block events the proxy emitted.
     pub events: MemorySink,
     /// The proxy's event-path counters.
@@ -212,12 +217,9 @@ pub async fn start_with(options: Options) -> TestProxy {
     .await;
 
     let dir = tempfile::tempdir().expect("tempdir");
-    write_config(
-        dir.path(),
-        &origin_ca,
-        &[http.addr, https.addr, bad.addr],
-        &options,
-    );
+    let mut origins = vec![http.addr, https.addr, bad.addr];
+    origins.extend(&options.destinations);
+    write_config(dir.path(), &origin_ca, &origins, &options);
     let snapshot = proxy::snapshot::load(&dir.path().join("hallpass.toml"), 1)
         .unwrap_or_else(|e| panic!("test config: {e}"));
     let settings = Settings::from_config(&snapshot.config, &snapshot.config_dir);
@@ -252,6 +254,7 @@ pub async fn start_with(options: Options) -> TestProxy {
         bad,
         school_ca_pem,
         origin_ca_pem: origin_ca.cert_pem(),
+        origin_ca: Arc::new(origin_ca),
         events,
         event_counters,
         dir,
@@ -648,6 +651,40 @@ pub async fn https_get(
             .map_err(io::Error::other)?
     };
     Ok(collect(response).await)
+}
+
+/// An HTTP/1.1 client inside one intercepted tunnel.
+pub struct TunnelClient {
+    sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    authority: String,
+}
+
+impl TunnelClient {
+    /// Opens a tunnel to `name` on the HTTPS origin: CONNECT, then TLS (ALPN
+    /// `http/1.1`) trusting the school CA.
+    pub async fn open(proxy: &TestProxy, name: &str) -> TunnelClient {
+        let authority = proxy.https_authority(name);
+        let (status, stream, text) = connect(proxy.addr, &authority).await;
+        let stream = stream.unwrap_or_else(|| panic!("CONNECT {authority}: {status} {text}"));
+        let config = client_tls(&[&proxy.school_ca_pem], &[b"http/1.1"]);
+        let tls = tls(stream, name, config).await.expect("tls in the tunnel");
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .expect("h1 in the tunnel");
+        tokio::spawn(conn);
+        TunnelClient { sender, authority }
+    }
+
+    /// `GET path` with `Host` and these extra headers; the response, body read.
+    pub async fn get(&mut self, path: &str, headers: &[(&str, &str)]) -> Reply {
+        let mut builder = Request::get(path).header("host", self.authority.as_str());
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        let request = builder.body(Full::new(Bytes::new())).expect("request");
+        let response = self.sender.send_request(request).await.expect("response");
+        collect(response).await
+    }
 }
 
 /// Writes raw bytes to the proxy and reads until it closes (or 5 s pass).

@@ -210,11 +210,11 @@ pub async fn http_origin(ip: [u8; 4]) -> Origin {
     origin
 }
 
-/// An HTTPS origin on `ip:0` (ALPN h2 and http/1.1).
-pub async fn https_origin(
-    ip: [u8; 4],
+/// TLS for an origin with this certificate, offering these ALPN protocols.
+pub fn tls_acceptor(
     (chain, key): (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>),
-) -> Origin {
+    alpn: &[&[u8]],
+) -> tokio_rustls::TlsAcceptor {
     let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
@@ -223,8 +223,16 @@ pub async fn https_origin(
     .with_no_client_auth()
     .with_single_cert(chain, key)
     .expect("origin cert");
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    tokio_rustls::TlsAcceptor::from(Arc::new(config))
+}
+
+/// An HTTPS origin on `ip:0` (ALPN h2 and http/1.1).
+pub async fn https_origin(
+    ip: [u8; 4],
+    cert: (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>),
+) -> Origin {
+    let acceptor = tls_acceptor(cert, &[b"h2", b"http/1.1"]);
     let listener = TcpListener::bind(SocketAddr::from((ip, 0)))
         .await
         .expect("bind origin");
