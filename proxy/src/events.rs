@@ -721,18 +721,33 @@ fn store_loop(
             // event after a quiet spell is still stored at once.
             std::thread::sleep(STORE_LINGER);
         }
-        let woken = if behind {
-            woken.recv_timeout(IDLE_REPLAY)
+        let open = if behind {
+            wait_out(&woken, IDLE_REPLAY)
         } else {
-            woken.recv().map_err(RecvTimeoutError::from)
+            woken.recv().is_ok()
         };
-        if woken == Err(RecvTimeoutError::Disconnected) {
+        if !open {
             break;
         }
     }
     // The writer is gone: what it journaled last goes now (or stays for the
     // next start if the sink is failing).
     store_journal(&mut *sink, journal, counters, behind);
+}
+
+/// Waits `period` whatever the writer says meanwhile (a failing store is
+/// retried once a period, not on every batch the writer journals); false as
+/// soon as the writer is gone.
+fn wait_out(woken: &Receiver<()>, period: Duration) -> bool {
+    let until = std::time::Instant::now() + period;
+    loop {
+        let left = until.saturating_duration_since(std::time::Instant::now());
+        match woken.recv_timeout(left) {
+            Ok(()) if !left.is_zero() => {}
+            Ok(()) | Err(RecvTimeoutError::Timeout) => return true,
+            Err(RecvTimeoutError::Disconnected) => return false,
+        }
+    }
 }
 
 /// [`replay`] counting into `replayed` when the sink is catching up after a
@@ -1035,6 +1050,27 @@ mod tests {
         assert!(replayed >= 5, "{replayed}");
         assert_eq!(replayed + counters.written.load(Ordering::SeqCst), 6);
         assert_eq!(journal_bytes(&journal), 0);
+    }
+
+    #[test]
+    fn a_failing_store_is_retried_once_a_second_not_on_every_batch() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sink = TestSink::new(AckPoint::Journal);
+        sink.down.store(true, Ordering::SeqCst);
+        let (queue, writer) =
+            EventQueue::start(Box::new(sink.clone()), 64, dir.path().join("spool.jsonl"))
+                .expect("start");
+        // 40 batches over ~0.6 s while the store is down.
+        for n in 0..40 {
+            queue.emit(event(n));
+            std::thread::sleep(Duration::from_millis(15));
+        }
+        let errors = queue.counters().sink_errors.load(Ordering::SeqCst);
+        assert!((1..=2).contains(&errors), "{errors} attempts in 0.6 s");
+        sink.down.store(false, Ordering::SeqCst);
+        drop(queue);
+        writer.join();
+        assert_eq!(sorted_unique(sink.refs()).len(), 40);
     }
 
     #[tokio::test]
