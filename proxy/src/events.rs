@@ -583,18 +583,24 @@ fn append(
     }
 }
 
+/// What [`next_batch`] found.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum Next {
+    /// A batch is ready.
+    Batch,
+    /// Nothing arrived for [`IDLE_REPLAY`].
+    Idle,
+    /// Every sender is gone.
+    Closed,
+}
+
 /// Takes the next batch: blocks for the first item (up to [`IDLE_REPLAY`]),
-/// then adds whatever is already queued, up to [`MAX_BATCH`]. `Err(true)`
-/// when every sender is gone, `Err(false)` on the idle timeout.
-fn next_batch(
-    rx: &Receiver<Item>,
-    counters: &EventCounters,
-    batch: &mut Vec<Item>,
-) -> Result<(), bool> {
+/// then adds whatever is already queued, up to [`MAX_BATCH`].
+fn next_batch(rx: &Receiver<Item>, counters: &EventCounters, batch: &mut Vec<Item>) -> Next {
     match rx.recv_timeout(IDLE_REPLAY) {
         Ok(first) => batch.push(first),
-        Err(RecvTimeoutError::Timeout) => return Err(false),
-        Err(RecvTimeoutError::Disconnected) => return Err(true),
+        Err(RecvTimeoutError::Timeout) => return Next::Idle,
+        Err(RecvTimeoutError::Disconnected) => return Next::Closed,
     }
     // Group commit: whatever queued up meanwhile shares this batch.
     while batch.len() < MAX_BATCH {
@@ -606,7 +612,7 @@ fn next_batch(
     counters
         .queued
         .fetch_sub(batch.len() as u64, Ordering::Relaxed);
-    Ok(())
+    Next::Batch
 }
 
 /// A batch's events and the acknowledgements their requests wait for.
@@ -645,12 +651,12 @@ fn write_loop(
     replay(&mut *sink, journal, counters, &counters.replayed);
     loop {
         match next_batch(&rx, counters, &mut batch) {
-            Ok(()) => {}
-            Err(false) => {
+            Next::Batch => {}
+            Next::Idle => {
                 replay(&mut *sink, journal, counters, &counters.replayed);
                 continue;
             }
-            Err(true) => break,
+            Next::Closed => break,
         }
         replay(&mut *sink, journal, counters, &counters.replayed);
         let (events, acks) = split(&mut batch);
@@ -684,9 +690,9 @@ fn journal_loop(
     let mut batch = Vec::with_capacity(MAX_BATCH);
     loop {
         match next_batch(&rx, counters, &mut batch) {
-            Ok(()) => {}
-            Err(false) => continue,
-            Err(true) => break,
+            Next::Batch => {}
+            Next::Idle => continue,
+            Next::Closed => break,
         }
         let (events, acks) = split(&mut batch);
         let durable = append(journal, &events, counters, Durable::Journaled);
