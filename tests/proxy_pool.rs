@@ -9,6 +9,11 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::Method;
+use hyper_util::rt::TokioIo;
+
 use crate::harness::{self, Options, TestProxy, TunnelClient, connect, https_get};
 
 /// Time for a closed tunnel to hand its connection back (h2) and for hyper to
@@ -191,9 +196,9 @@ async fn a_connection_carrying_an_ntlm_login_is_never_shared() {
 /// What a [`RawOrigin`] saw: requests as `(connection number, path)`.
 type RawLog = Arc<Mutex<(usize, Vec<(usize, String)>)>>;
 
-/// An HTTPS origin (HTTP/1.1 only) that keeps connections alive but closes a
-/// connection after `idle` without a request, and hangs up without answering on
-/// `/hangup`.
+/// An HTTP/1.1 origin (HTTPS, or plain without a certificate) that keeps
+/// connections alive but closes a connection after `idle` without a request,
+/// and hangs up without answering on `/hangup`.
 struct RawOrigin {
     addr: SocketAddr,
     log: RawLog,
@@ -211,10 +216,10 @@ impl RawOrigin {
 
 async fn raw_origin(
     listener: TcpListener,
-    cert: (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>),
+    cert: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
     idle: Duration,
 ) -> RawOrigin {
-    let acceptor = harness::origin::tls_acceptor(cert, &[b"http/1.1"]);
+    let acceptor = cert.map(|cert| harness::origin::tls_acceptor(cert, &[b"http/1.1"]));
     let origin = RawOrigin {
         addr: listener.local_addr().expect("addr"),
         log: RawLog::default(),
@@ -229,39 +234,13 @@ async fn raw_origin(
             };
             let (acceptor, log) = (acceptor.clone(), log.clone());
             tokio::spawn(async move {
-                let Ok(mut tls) = acceptor.accept(stream).await else {
-                    return;
-                };
-                let mut head = Vec::new();
-                let mut buf = [0u8; 4096];
-                loop {
-                    let Ok(Ok(n)) = tokio::time::timeout(idle, tls.read(&mut buf)).await else {
-                        // Idle (or failed): close, as origins do with keep-alive.
-                        let _ = tls.shutdown().await;
-                        return;
-                    };
-                    if n == 0 {
-                        return;
+                match acceptor {
+                    Some(acceptor) => {
+                        if let Ok(tls) = acceptor.accept(stream).await {
+                            raw_exchanges(tls, number, log, idle).await;
+                        }
                     }
-                    head.extend_from_slice(&buf[..n]);
-                    let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") else {
-                        continue;
-                    };
-                    let text = String::from_utf8_lossy(&head[..end]).into_owned();
-                    head.drain(..end + 4);
-                    let path = text.split(' ').nth(1).unwrap_or("").to_string();
-                    log.lock().expect("log").1.push((number, path.clone()));
-                    if path == "/hangup" {
-                        return;
-                    }
-                    let body = format!("raw {path}");
-                    let response = format!(
-                        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
-                        body.len()
-                    );
-                    if tls.write_all(response.as_bytes()).await.is_err() {
-                        return;
-                    }
+                    None => raw_exchanges(stream, number, log, idle).await,
                 }
             });
         }
@@ -269,8 +248,46 @@ async fn raw_origin(
     origin
 }
 
-/// A proxy and a [`RawOrigin`] on 127.0.0.2 that it may dial.
-async fn with_raw_origin(idle: Duration) -> (TestProxy, RawOrigin) {
+/// One connection of a [`RawOrigin`].
+async fn raw_exchanges<S>(mut io: S, number: usize, log: RawLog, idle: Duration)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let mut head = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let Ok(Ok(n)) = tokio::time::timeout(idle, io.read(&mut buf)).await else {
+            // Idle (or failed): close, as origins do with keep-alive.
+            let _ = io.shutdown().await;
+            return;
+        };
+        if n == 0 {
+            return;
+        }
+        head.extend_from_slice(&buf[..n]);
+        let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") else {
+            continue;
+        };
+        let text = String::from_utf8_lossy(&head[..end]).into_owned();
+        head.drain(..end + 4);
+        let path = text.split(' ').nth(1).unwrap_or("").to_string();
+        log.lock().expect("log").1.push((number, path.clone()));
+        if path.ends_with("/hangup") {
+            return;
+        }
+        let body = format!("raw {path}");
+        let response = format!(
+            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        if io.write_all(response.as_bytes()).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// A proxy and a [`RawOrigin`] (HTTPS when `tls`) on 127.0.0.2 that it may dial.
+async fn with_raw_origin(idle: Duration, tls: bool) -> (TestProxy, RawOrigin) {
     let listener = TcpListener::bind(SocketAddr::from((harness::ORIGIN_IP, 0)))
         .await
         .expect("bind origin");
@@ -279,7 +296,8 @@ async fn with_raw_origin(idle: Duration) -> (TestProxy, RawOrigin) {
         ..Options::default()
     })
     .await;
-    let origin = raw_origin(listener, p.origin_ca.leaf(harness::ORIGIN_NAMES), idle).await;
+    let cert = tls.then(|| p.origin_ca.leaf(harness::ORIGIN_NAMES));
+    let origin = raw_origin(listener, cert, idle).await;
     (p, origin)
 }
 
@@ -290,7 +308,7 @@ async fn raw_get(p: &TestProxy, origin: &RawOrigin, path: &str) -> std::io::Resu
 
 #[tokio::test]
 async fn an_origin_closing_its_idle_connection_does_not_break_the_next_tunnel() {
-    let (p, origin) = with_raw_origin(Duration::from_millis(300)).await;
+    let (p, origin) = with_raw_origin(Duration::from_millis(300), true).await;
     let reply = raw_get(&p, &origin, "/first").await.expect("first");
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert_eq!(reply.body, "raw /first");
@@ -315,22 +333,100 @@ async fn an_origin_closing_its_idle_connection_does_not_break_the_next_tunnel() 
     );
 }
 
+async fn raw_request(
+    p: &TestProxy,
+    origin: &RawOrigin,
+    method: Method,
+    path: &str,
+    body: &'static str,
+) -> harness::Reply {
+    let authority = format!("allowed.test:{}", origin.addr.port());
+    harness::https_request(
+        p.addr,
+        &authority,
+        method,
+        path,
+        body,
+        &[&p.school_ca_pem],
+        false,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// The origin reads a request on a kept connection and hangs up without an
+/// answer (as when it closes an idle connection just as the request arrives).
+/// A GET without a body may be repeated (RFC 9110 §9.2.2): once, on a new
+/// connection; that one failing too is the pupil's error page.
 #[tokio::test]
-async fn a_request_that_went_out_on_a_pooled_connection_is_never_sent_twice() {
-    let (p, origin) = with_raw_origin(Duration::from_secs(30)).await;
-    assert_eq!(
-        raw_get(&p, &origin, "/first").await.expect("first").status,
-        200
-    );
+async fn a_get_lost_on_a_kept_connection_is_sent_once_more_on_a_new_one() {
+    let (p, origin) = with_raw_origin(Duration::from_secs(30), true).await;
+    let first = raw_request(&p, &origin, Method::GET, "/first", "").await;
+    assert_eq!(first.status, 200);
     tokio::time::sleep(Duration::from_millis(50)).await;
-    // The origin reads this request on the pooled connection and hangs up: the
-    // request may have had effects, so the pupil gets an error page and the
-    // origin never sees it a second time.
-    let reply = raw_get(&p, &origin, "/hangup").await.expect("an answer");
+    let reply = raw_request(&p, &origin, Method::GET, "/hangup", "").await;
+    assert_eq!(reply.status, 502, "{}", reply.body);
+    assert_eq!(
+        origin.requests(),
+        [
+            (1, "/first".to_string()),
+            (1, "/hangup".to_string()),
+            (2, "/hangup".to_string())
+        ]
+    );
+}
+
+/// A POST may have had effects: one that went out on a kept connection is
+/// never sent twice, whatever happened to the connection.
+#[tokio::test]
+async fn a_post_that_went_out_on_a_kept_connection_is_never_sent_twice() {
+    let (p, origin) = with_raw_origin(Duration::from_secs(30), true).await;
+    let first = raw_request(&p, &origin, Method::GET, "/first", "").await;
+    assert_eq!(first.status, 200);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let reply = raw_request(&p, &origin, Method::POST, "/hangup", "answer=42").await;
     assert_eq!(reply.status, 502, "{}", reply.body);
     assert_eq!(origin.connections(), 1);
     assert_eq!(
         origin.requests(),
         [(1, "/first".to_string()), (1, "/hangup".to_string())]
+    );
+}
+
+/// Plain HTTP keeps its upstream connection between a client connection's
+/// requests, and repeats a lost GET the same way; a POST is never repeated.
+#[tokio::test]
+async fn plain_http_repeats_a_lost_get_but_never_a_post() {
+    let (p, origin) = with_raw_origin(Duration::from_secs(30), false).await;
+    let url = |path: &str| format!("http://allowed.test:{}{path}", origin.addr.port());
+    let stream = tokio::net::TcpStream::connect(p.addr).await.expect("proxy");
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .expect("handshake");
+    tokio::spawn(conn);
+    let mut send = async |method: Method, path: &str, body: &'static str| {
+        let request = hyper::Request::builder()
+            .method(method)
+            .uri(url(path))
+            .body(Full::new(Bytes::from_static(body.as_bytes())))
+            .expect("request");
+        let response = sender.send_request(request).await.expect("response");
+        let status = response.status();
+        let _ = response.into_body().collect().await;
+        status
+    };
+    assert_eq!(send(Method::GET, "/first", "").await, 200);
+    assert_eq!(send(Method::GET, "/get/hangup", "").await, 502);
+    assert_eq!(send(Method::GET, "/second", "").await, 200);
+    assert_eq!(send(Method::POST, "/post/hangup", "a=1").await, 502);
+    assert_eq!(
+        origin.requests(),
+        [
+            (1, "/first".to_string()),
+            (1, "/get/hangup".to_string()),
+            (2, "/get/hangup".to_string()),
+            (3, "/second".to_string()),
+            (3, "/post/hangup".to_string())
+        ]
     );
 }

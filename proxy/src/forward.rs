@@ -136,7 +136,7 @@ pub(crate) async fn plain(
         .and_then(|_| upgrade_request(&parts.headers));
     let extra = with_upgrade(rewrite.headers, upgrade.as_ref());
     let body = body.map_err(Into::into).boxed();
-    let mut req = upstream_request(
+    let req = upstream_request(
         parts,
         body,
         uri,
@@ -150,25 +150,35 @@ pub(crate) async fn plain(
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .take();
-    let mut sender = match kept {
-        Some(k) if &k.host == url.host() && k.port == url.port() && k.sender.is_ready() => k.sender,
-        _ => dial_plain(shared, url.host(), url.port()).await?,
+    let (mut sender, reused) = match kept {
+        Some(k) if &k.host == url.host() && k.port == url.port() && k.sender.is_ready() => {
+            (k.sender, true)
+        }
+        _ => (dial_plain(shared, url.host(), url.port()).await?, false),
     };
+    let replay = reused.then(|| Replay::of(&req)).flatten();
     let mut response = match sender.try_send_request(req).await {
         Ok(response) => response,
-        Err(mut e) => match e.take_message() {
-            // The kept connection was closed by the origin before the request
-            // went out: the request is intact, so one fresh connection is safe.
-            Some(unsent) => {
-                req = unsent;
-                sender = dial_plain(shared, url.host(), url.port()).await?;
-                sender
-                    .send_request(req)
-                    .await
-                    .map_err(|e| exchange(url.host(), e))?
-            }
-            None => return Err(exchange(url.host(), e.into_error())),
-        },
+        Err(mut e) => {
+            let again = match e.take_message() {
+                // The kept connection was closed by the origin before the
+                // request went out: the request is intact.
+                Some(unsent) => unsent,
+                None => {
+                    let e = e.into_error();
+                    match replay.filter(|_| closed_before_answer(&e)) {
+                        Some(replay) => replay.request(),
+                        None => return Err(exchange(url.host(), e)),
+                    }
+                }
+            };
+            // Once, on a fresh connection, whose failure is final.
+            sender = dial_plain(shared, url.host(), url.port()).await?;
+            sender
+                .send_request(again)
+                .await
+                .map_err(|e| exchange(url.host(), e))?
+        }
     };
     if let (Some(client), Some(_)) = (client_upgrade, &upgrade) {
         if response.status() == StatusCode::SWITCHING_PROTOCOLS {
@@ -187,6 +197,72 @@ pub(crate) async fn plain(
         sender,
     });
     Ok(client_response(response))
+}
+
+/// A copy of a request that may be sent again if the kept connection it went
+/// out on turns out to be closed. An origin may close an idle keep-alive
+/// connection at the moment a request is written to it; the request then gets
+/// no answer, and the pupil would see an error page for a page that works.
+/// RFC 9110 §9.2.2 lets a client repeat an idempotent request then, as
+/// browsers do: only a method that is idempotent (GET, HEAD, OPTIONS, TRACE,
+/// PUT, DELETE) with no body (a streamed body cannot be replayed), only when
+/// the connection had served an earlier request and closed before any answer,
+/// and only once, on a new connection.
+pub(crate) struct Replay {
+    method: http::Method,
+    uri: Uri,
+    version: Version,
+    headers: HeaderMap,
+}
+
+impl Replay {
+    /// The copy, for a request that may be repeated.
+    pub(crate) fn of(req: &Request<Body>) -> Option<Replay> {
+        use hyper::body::Body as _;
+        if !req.method().is_idempotent() || !req.body().is_end_stream() {
+            return None;
+        }
+        Some(Replay {
+            method: req.method().clone(),
+            uri: req.uri().clone(),
+            version: req.version(),
+            headers: req.headers().clone(),
+        })
+    }
+
+    /// The request again, with its empty body.
+    pub(crate) fn request(self) -> Request<Body> {
+        let mut req = Request::new(crate::full_body(""));
+        *req.method_mut() = self.method;
+        *req.uri_mut() = self.uri;
+        *req.version_mut() = self.version;
+        *req.headers_mut() = self.headers;
+        req
+    }
+}
+
+/// Whether a failed exchange on a kept connection ended with the origin
+/// closing it before any of an answer came: end of stream (over TLS, one
+/// without `close_notify` is an `UnexpectedEof`), or a reset.
+pub(crate) fn closed_before_answer(e: &hyper::Error) -> bool {
+    use std::error::Error as _;
+    if e.is_incomplete_message() {
+        return true;
+    }
+    let mut source = e.source();
+    while let Some(err) = source {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+                    | std::io::ErrorKind::UnexpectedEof
+                    | std::io::ErrorKind::BrokenPipe
+            );
+        }
+        source = err.source();
+    }
+    false
 }
 
 /// The `Upgrade` value of an upgrade request: `Upgrade` plus a `Connection`

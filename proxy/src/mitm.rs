@@ -957,24 +957,33 @@ impl Upstream {
         if let Some(h2) = &self.h2 {
             return self.send_h2(h2, request, binds).await;
         }
-        let mut held = match self.take_http1().await {
-            Some(held) => held,
-            None => self.dial_http1().await?,
+        let (mut held, replay) = match self.take_http1().await {
+            // A kept connection may turn out closed (see `forward::Replay`).
+            Some(held) => (held, forward::Replay::of(&request)),
+            None => (self.dial_http1().await?, None),
         };
         let response = match held.sender.try_send_request(request).await {
             Ok(response) => response,
-            Err(mut e) => match e.take_message() {
-                // Closed before the request went out: it is intact, retry once
-                // on a new connection (never a request that may have gone out).
-                Some(unsent) => {
-                    held = self.dial_http1().await?;
-                    held.sender
-                        .send_request(unsent)
-                        .await
-                        .map_err(|e| self.failed(e))?
-                }
-                None => return Err(self.failed(e.into_error())),
-            },
+            Err(mut e) => {
+                let again = match e.take_message() {
+                    // Closed before the request went out: it is intact.
+                    Some(unsent) => unsent,
+                    // Gone out: sent again only if repeating it is safe.
+                    None => {
+                        let e = e.into_error();
+                        match replay.filter(|_| forward::closed_before_answer(&e)) {
+                            Some(replay) => replay.request(),
+                            None => return Err(self.failed(e)),
+                        }
+                    }
+                };
+                // Once, on a new connection, whose failure is final.
+                held = self.dial_http1().await?;
+                held.sender
+                    .send_request(again)
+                    .await
+                    .map_err(|e| self.failed(e))?
+            }
         };
         held.pinned |= binds || pool::binds_connection(response.headers());
         self.give_back(held);

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::{Request, StatusCode};
+use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use policy::event::BlockEvent;
 use proxy::arc_swap::ArcSwap;
@@ -607,6 +607,20 @@ pub async fn https_get(
     trusted_pem: &[&str],
     h2: bool,
 ) -> io::Result<Reply> {
+    https_request(proxy, authority, Method::GET, path, "", trusted_pem, h2).await
+}
+
+/// As [`https_get`], with any method and a body (sent with a Content-Length
+/// when it is not empty).
+pub async fn https_request(
+    proxy: SocketAddr,
+    authority: &str,
+    method: Method,
+    path: &str,
+    body: &'static str,
+    trusted_pem: &[&str],
+    h2: bool,
+) -> io::Result<Reply> {
     let (status, stream, text) = connect(proxy, authority).await;
     let Some(stream) = stream else {
         return Err(io::Error::other(format!(
@@ -622,11 +636,13 @@ pub async fn https_get(
     let tls = tls(stream, host, client_tls(trusted_pem, alpn)).await?;
     let negotiated_h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
     let request = |uri: String| {
-        let mut builder = Request::get(uri);
+        let mut builder = Request::builder().method(method.clone()).uri(uri);
         if !negotiated_h2 {
             builder = builder.header("host", authority);
         }
-        builder.body(Full::new(Bytes::new())).expect("request")
+        builder
+            .body(Full::new(Bytes::from_static(body.as_bytes())))
+            .expect("request")
     };
     let response = if negotiated_h2 {
         let (mut sender, conn) = hyper::client::conn::http2::handshake(
