@@ -31,12 +31,12 @@ pub fn run(config: &Path, args: Args) -> anyhow::Result<ExitCode> {
         force,
     ) {
         Ok(files) => {
-            println!(
+            out!(
                 "created {} and {}",
                 files.cert.display(),
                 files.key.display()
             );
-            println!(
+            out!(
                 "install {} on every device as a trusted root",
                 files.cert.display()
             );

@@ -96,14 +96,14 @@ fn service_problems(snap: &snapshot::Snapshot) -> Vec<String> {
 fn report(json: bool, problems: &[String], tests: &[serde_json::Value], summary: Option<String>) {
     if json {
         let out = json!({"ok": problems.is_empty(), "problems": problems, "tests": tests});
-        println!("{out:#}");
+        out!("{out:#}");
         return;
     }
     for p in problems {
         eprintln!("{p}");
     }
     match summary {
-        Some(s) => println!("{s}"),
+        Some(s) => out!("{s}"),
         None => eprintln!(
             "{} problem{} found",
             problems.len(),

@@ -198,7 +198,7 @@ async fn ask(path: &Path) -> anyhow::Result<ExitCode> {
     let mut lines = reply.lines();
     match lines.next().unwrap_or("") {
         first if first.starts_with("ok ") => {
-            println!(
+            out!(
                 "hallpass: reloaded: policy generation {} is in effect",
                 first.trim_start_matches("ok ")
             );

@@ -77,33 +77,35 @@ pub fn run(config: &Path, args: Args) -> anyhow::Result<ExitCode> {
             "lists": e.list_entries.iter().map(|(l, entry)| json!({"list": l, "entry": entry})).collect::<Vec<_>>(),
             "steps": e.steps.iter().map(|s| json!({"rule": s.rank.as_str(), "matched": s.matched, "detail": s.detail})).collect::<Vec<_>>(),
         });
-        println!("{out:#}");
+        out!("{out:#}");
         return Ok(ExitCode::SUCCESS);
     }
-    println!("{}  {url}", v.action.as_str().to_uppercase());
-    println!(
+    out!("{}  {url}", v.action.as_str().to_uppercase());
+    out!(
         "  who:      {} (group {}, band {})",
-        args.who, e.group, e.band
+        args.who,
+        e.group,
+        e.band
     );
-    println!("  rule:     {} (rank {})", v.rank, v.rank as u8);
+    out!("  rule:     {} (rank {})", v.rank, v.rank as u8);
     if let Some(c) = &v.category {
-        println!("  category: {c}");
+        out!("  category: {c}");
     }
     if let Some(s) = &v.service {
-        println!("  service:  {s}");
+        out!("  service:  {s}");
     }
     if let Some(m) = &v.matched {
-        println!("  matched:  {m}");
+        out!("  matched:  {m}");
     }
-    println!("  source:   {}", v.rule);
-    println!("  reason:   {}", v.reason);
+    out!("  source:   {}", v.rule);
+    out!("  reason:   {}", v.reason);
     if !e.list_entries.is_empty() {
-        println!("lists containing it:");
+        out!("lists containing it:");
         for (list, entry) in &e.list_entries {
-            println!("  {list}: {entry}");
+            out!("  {list}: {entry}");
         }
     }
-    println!("steps (first match decides):");
+    out!("steps (first match decides):");
     for s in &e.steps {
         let mark = if s.rank == v.rank {
             "DECIDES"
@@ -112,7 +114,7 @@ pub fn run(config: &Path, args: Args) -> anyhow::Result<ExitCode> {
         } else {
             "-"
         };
-        println!(
+        out!(
             "  {} {:<9} {:<5} {}",
             s.rank as u8,
             s.rank.as_str(),

@@ -194,9 +194,9 @@ pub fn run(config: &Path, args: Args) -> anyhow::Result<ExitCode> {
         Err(e) => return Err(e.into()),
     };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        out!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        print!("{}", report.render_text());
+        out_raw!("{}", report.render_text());
     }
     if args.record {
         let record = report.to_record(

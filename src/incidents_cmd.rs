@@ -255,7 +255,7 @@ pub fn run(config: &Path, args: Args) -> anyhow::Result<ExitCode> {
         IncidentsCommand::List { filter } => {
             let list = store.incidents(&filter.to_filter(now), &me, now)?;
             if common.json {
-                println!("{}", serde_json::to_string_pretty(&list)?);
+                out!("{}", serde_json::to_string_pretty(&list)?);
             } else {
                 print_table(&list);
             }
@@ -270,15 +270,15 @@ pub fn run(config: &Path, args: Args) -> anyhow::Result<ExitCode> {
                     "audit": trail,
                     "alert": alert.as_ref().map(alert_json),
                 });
-                println!("{}", serde_json::to_string_pretty(&v)?);
+                out!("{}", serde_json::to_string_pretty(&v)?);
             } else {
                 print_incident(&incident);
                 if let Some(a) = &alert {
-                    println!("  alert:           {}", alert_text(a));
+                    out!("  alert:           {}", alert_text(a));
                 }
-                println!("audit trail:");
+                out!("audit trail:");
                 for a in trail {
-                    println!(
+                    out!(
                         "  {}  {} ({})  {}  {}",
                         format_ms(a.at_ms),
                         a.actor,
@@ -322,26 +322,26 @@ pub fn run(config: &Path, args: Args) -> anyhow::Result<ExitCode> {
         } => {
             let list = store.incidents(&filter.to_filter(now), &me, now)?;
             if csv || !(json_out || common.json) {
-                print!("{}", to_csv(&list));
+                out_raw!("{}", to_csv(&list));
             } else {
-                println!("{}", serde_json::to_string_pretty(&list)?);
+                out!("{}", serde_json::to_string_pretty(&list)?);
             }
         }
         IncidentsCommand::Evidence { number } => {
             let evidence = store.evidence(number, &me, now)?;
-            println!("{}", serde_json::to_string_pretty(&evidence)?);
+            out!("{}", serde_json::to_string_pretty(&evidence)?);
         }
         IncidentsCommand::Report { url, note } => {
             let number = store.report_unsuitable_site(&me, &url, &note, now)?;
             if common.json {
-                println!("{}", serde_json::json!({ "number": number }));
+                out!("{}", serde_json::json!({ "number": number }));
             } else {
-                println!("incident {number} opened (unsuitable-site)");
+                out!("incident {number} opened (unsuitable-site)");
             }
         }
         IncidentsCommand::Delete { number } => {
             store.delete_incident(number, &me, now)?;
-            println!("incident {number} deleted (its audit trail is kept)");
+            out!("incident {number} deleted (its audit trail is kept)");
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -353,7 +353,7 @@ pub fn run_events(config: &Path, args: EventsArgs) -> anyhow::Result<ExitCode> {
     let now = SystemClock.now_ms();
     if args.prune {
         let n = incidents::retention::prune(&mut store, now, settings.retention_days)?;
-        println!(
+        out!(
             "{n} events older than {} days pruned",
             settings.retention_days
         );
@@ -368,10 +368,10 @@ pub fn run_events(config: &Path, args: EventsArgs) -> anyhow::Result<ExitCode> {
     };
     let events = store.events(&filter)?;
     if args.common.json {
-        println!("{}", serde_json::to_string_pretty(&events)?);
+        out!("{}", serde_json::to_string_pretty(&events)?);
     } else {
         for e in &events {
-            println!(
+            out!(
                 "{}  {}  {}  {}  {}  {}  {}",
                 format_ms(e.time_ms),
                 e.reference,
@@ -401,9 +401,9 @@ impl FilterArgs {
 
 fn report(json: bool, i: &Incident) -> anyhow::Result<()> {
     if json {
-        println!("{}", serde_json::to_string_pretty(i)?);
+        out!("{}", serde_json::to_string_pretty(i)?);
     } else {
-        println!("incident {} is now {}", i.number, i.state);
+        out!("incident {} is now {}", i.number, i.state);
     }
     Ok(())
 }
@@ -417,12 +417,16 @@ fn subject(i: &Incident) -> String {
 }
 
 fn print_table(list: &[Incident]) {
-    println!(
+    out!(
         "{:>6}  {:<20}  {:<16}  {:<7}  {:<13}  subject",
-        "number", "opened", "kind", "urgency", "state"
+        "number",
+        "opened",
+        "kind",
+        "urgency",
+        "state"
     );
     for i in list {
-        println!(
+        out!(
             "{:>6}  {:<20}  {:<16}  {:<7}  {:<13}  {}",
             i.number,
             format_ms(i.opened_ms).chars().take(19).collect::<String>(),
@@ -466,15 +470,18 @@ fn print_incident(i: &Incident) {
         })
     };
     let actions: Vec<&str> = i.actions.iter().map(|a| a.as_str()).collect();
-    println!(
+    out!(
         "incident {}  {} {}  {}",
-        i.number, i.urgency, i.kind, i.state
+        i.number,
+        i.urgency,
+        i.kind,
+        i.state
     );
-    println!("  when:            {}", format_ms(i.opened_ms));
-    println!("  reported by:     {}", i.reported_by);
-    println!("  reported to:     {}", i.reported_to);
-    println!("  description:     {}", i.description);
-    println!(
+    out!("  when:            {}", format_ms(i.opened_ms));
+    out!("  reported by:     {}", i.reported_by);
+    out!("  reported to:     {}", i.reported_to);
+    out!("  description:     {}", i.description);
+    out!(
         "  subject:         {}  (group {}, address {})",
         subject(i),
         if i.subject.group.is_empty() {
@@ -484,7 +491,7 @@ fn print_incident(i: &Incident) {
         },
         i.subject.ip.as_deref().unwrap_or("-")
     );
-    println!(
+    out!(
         "  identifiable:    {}",
         match (i.subject.identifiable, i.subject.group.is_empty()) {
             (true, _) => "yes",
@@ -493,20 +500,20 @@ fn print_incident(i: &Incident) {
             (false, false) => "no (shared login or subnet only)",
         }
     );
-    println!(
+    out!(
         "  category:        {}",
         i.category.as_deref().unwrap_or("-")
     );
-    println!("  url:             {url}");
-    println!(
+    out!("  url:             {url}");
+    out!(
         "  review date:     {}",
         i.review_date_ms.map_or("-".into(), format_ms)
     );
-    println!(
+    out!(
         "  review result:   {}",
         i.review_result.as_deref().unwrap_or("-")
     );
-    println!(
+    out!(
         "  action taken:    {}",
         if actions.is_empty() {
             "-".into()
@@ -514,10 +521,10 @@ fn print_incident(i: &Incident) {
             actions.join(", ")
         }
     );
-    println!("  outcome:         {}", i.outcome.as_deref().unwrap_or("-"));
-    println!("  principal:       {}", signoff(&i.principal_signoff));
-    println!("  governor:        {}", signoff(&i.governor_signoff));
-    println!("  events:          {}", i.references.join(", "));
+    out!("  outcome:         {}", i.outcome.as_deref().unwrap_or("-"));
+    out!("  principal:       {}", signoff(&i.principal_signoff));
+    out!("  governor:        {}", signoff(&i.governor_signoff));
+    out!("  events:          {}", i.references.join(", "));
 }
 
 /// The incident log as CSV (RFC 4180 quoting). Cells that a spreadsheet would

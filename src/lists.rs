@@ -70,7 +70,7 @@ pub fn run(config: &Path, args: Args) -> anyhow::Result<ExitCode> {
                     eprintln!("{p} (skipped)");
                 }
                 skipped += f.problems.len();
-                println!(
+                out!(
                     "{} -> {}: {} written, {} duplicates, {} covered by a parent domain, {} skipped",
                     f.source.display(),
                     f.output
@@ -82,7 +82,7 @@ pub fn run(config: &Path, args: Args) -> anyhow::Result<ExitCode> {
                     f.problems.len()
                 );
             }
-            println!(
+            out!(
                 "imported {} files; {skipped} bad lines skipped",
                 files.len()
             );
@@ -129,18 +129,21 @@ fn show(config: &Path, json: bool) -> anyhow::Result<ExitCode> {
         }));
     }
     if json {
-        println!(
+        out!(
             "{:#}",
             json!({"lists": rows, "domains": snap.lists.matcher().domain_count()})
         );
         return Ok(ExitCode::SUCCESS);
     }
-    println!(
+    out!(
         "{:<32} {:>9} {:>7} {:>5}  categories",
-        "list", "domains", "urls", "expr"
+        "list",
+        "domains",
+        "urls",
+        "expr"
     );
     for r in &rows {
-        println!(
+        out!(
             "{:<32} {:>9} {:>7} {:>5}  {}",
             r["list"].as_str().unwrap_or(""),
             r["domains"],
@@ -156,7 +159,7 @@ fn show(config: &Path, json: bool) -> anyhow::Result<ExitCode> {
                 .unwrap_or_default()
         );
     }
-    println!(
+    out!(
         "{} distinct domains in {} lists; provenance and licences beside each source (PROVENANCE.md)",
         snap.lists.matcher().domain_count(),
         rows.len()

@@ -8,6 +8,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+// First, so that its `out!` and `out_raw!` macros are in scope in every module below.
+#[macro_use]
+mod output;
+
 mod ca;
 mod check;
 mod control;

@@ -73,7 +73,7 @@ pub fn run(config: &Path, args: Args) -> anyhow::Result<ExitCode> {
         Some(path) => {
             std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?
         }
-        None => print!("{text}"),
+        None => out_raw!("{text}"),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -177,7 +177,7 @@ fn add(
     } else {
         "individual login"
     };
-    println!("added {name} ({kind}, group {group}) to {}", path.display());
+    out!("added {name} ({kind}, group {group}) to {}", path.display());
     Ok(ExitCode::SUCCESS)
 }
 
@@ -206,7 +206,7 @@ fn passwd(
         OffsetDateTime::now_utc(),
     )?;
     accounts.save(path)?;
-    println!("changed the password of {name}");
+    out!("changed the password of {name}");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -215,9 +215,9 @@ fn set_disabled(path: &Path, name: &str, disabled: bool) -> Result<ExitCode, Fai
     let word = if disabled { "disabled" } else { "enabled" };
     if accounts.set_disabled(name, disabled, OffsetDateTime::now_utc())? {
         accounts.save(path)?;
-        println!("{word} {name}");
+        out!("{word} {name}");
     } else {
-        println!("{name} was already {word}");
+        out!("{name} was already {word}");
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -226,7 +226,7 @@ fn remove(path: &Path, name: &str) -> Result<ExitCode, Failure> {
     let mut accounts = Accounts::load(path)?;
     accounts.remove(name)?;
     accounts.save(path)?;
-    println!("removed {name}");
+    out!("removed {name}");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -254,16 +254,19 @@ fn list(path: &Path, groups: &[&str], as_json: bool) -> Result<ExitCode, Failure
                 })
             })
             .collect();
-        println!("{:#}", json!(rows));
+        out!("{:#}", json!(rows));
         return Ok(ExitCode::SUCCESS);
     }
     if accounts.is_empty() {
-        println!("no accounts in {}", path.display());
+        out!("no accounts in {}", path.display());
         return Ok(ExitCode::SUCCESS);
     }
-    println!(
+    out!(
         "{:<24} {:<12} {:<10} {:<8} CHANGED",
-        "NAME", "GROUP", "KIND", "STATUS"
+        "NAME",
+        "GROUP",
+        "KIND",
+        "STATUS"
     );
     for a in accounts.iter() {
         let status = if a.disabled() { "disabled" } else { "enabled" };
@@ -272,7 +275,7 @@ fn list(path: &Path, groups: &[&str], as_json: bool) -> Result<ExitCode, Failure
         } else {
             "  (group not in the policy: logins get no band)"
         };
-        println!(
+        out!(
             "{:<24} {:<12} {:<10} {:<8} {}{note}",
             a.name(),
             a.group(),

@@ -332,3 +332,42 @@ fn check_refuses_bad_alert_and_console_settings_before_a_restart() {
     );
     drop(dir);
 }
+
+/// `hallpass explain … | head -0`: the reader is gone before anything is
+/// written. The command ends quietly, not with a panic's backtrace.
+#[test]
+fn output_to_a_closed_pipe_ends_quietly() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hallpass"))
+        .arg("-c")
+        .arg(primary())
+        .args(["explain", "--as", "year3", "http://example.com/"])
+        .env_remove("HALLPASS_CONFIG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the hallpass binary runs");
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("hallpass ends");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(out.status.success(), "{:?}: {stderr}", out.status);
+}
+
+/// Output that cannot be written for any other reason (a full disk) is an
+/// error: exit 1 and a reason, so a cut-short export is never taken for whole.
+#[test]
+fn output_that_cannot_be_written_is_an_error() {
+    let full = std::fs::File::create("/dev/full").expect("/dev/full opens");
+    let out = Command::new(env!("CARGO_BIN_EXE_hallpass"))
+        .arg("-c")
+        .arg(primary())
+        .args(["explain", "--as", "year3", "http://example.com/"])
+        .env_remove("HALLPASS_CONFIG")
+        .stdout(full)
+        .output()
+        .expect("the hallpass binary runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("cannot write the output"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
