@@ -20,6 +20,7 @@ mod filter_check;
 mod incident_sink;
 mod incidents_cmd;
 mod lists;
+mod log_format;
 mod metrics;
 mod reload;
 mod report;

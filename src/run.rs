@@ -261,14 +261,10 @@ fn init_tracing(text: bool) -> tracing_appender::non_blocking::WorkerGuard {
     if text {
         builder.init();
     } else {
-        // One flat JSON object per line. The span list is left out: the access
-        // line already carries who, group, URL and verdict, and re-serialising
-        // every enclosing span costs more than the request itself.
-        builder
-            .json()
-            .with_current_span(false)
-            .with_span_list(false)
-            .init();
+        // One flat JSON object per line (see log_format). Spans are left out:
+        // the access line already carries who, group, URL and verdict, and
+        // re-serialising every enclosing span costs more than the request itself.
+        builder.event_format(crate::log_format::JsonLine).init();
     }
     guard
 }

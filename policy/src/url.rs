@@ -257,6 +257,24 @@ impl CanonicalUrl {
         authority: &str,
         path_and_query: &str,
     ) -> Result<Self, UrlError> {
+        let (host, port) = canonicalize_authority(authority)?;
+        Self::from_host(scheme, host, port, path_and_query)
+    }
+
+    /// As [`from_parts`](Self::from_parts), for an authority already
+    /// canonicalised (a caller that needed the host first does not pay for it
+    /// twice); `port` `None` is the scheme's default.
+    ///
+    /// # Errors
+    ///
+    /// A [`UrlError`] for a target that does not start with `/`, holds a `#`,
+    /// control bytes or spaces.
+    pub fn from_host(
+        scheme: Scheme,
+        host: CanonicalHost,
+        port: Option<u16>,
+        path_and_query: &str,
+    ) -> Result<Self, UrlError> {
         check_bytes(path_and_query)?;
         if !path_and_query.starts_with('/') {
             let found = match path_and_query.bytes().next() {
@@ -268,7 +286,6 @@ impl CanonicalUrl {
         if let Some(at) = path_and_query.find('#') {
             return Err(UrlError::Fragment { at });
         }
-        let (host, port) = canonicalize_authority(authority)?;
         Ok(Self::build(scheme, host, port, path_and_query))
     }
 

@@ -192,13 +192,13 @@ pub fn classify(
     };
     let (host, port) = canonicalize_authority(authority.as_str())?;
     let port = port.unwrap_or(scheme.default_port());
-    check_host_header(parts, &host, port, scheme)?;
+    check_host_header(parts, authority.as_str(), &host, port, scheme)?;
     if is_self(&host, port) {
         return Ok(Target::Local {
             path_and_query: path_and_query.to_string(),
         });
     }
-    let url = CanonicalUrl::from_parts(scheme, authority.as_str(), path_and_query)?;
+    let url = CanonicalUrl::from_host(scheme, host, Some(port), path_and_query)?;
     Ok(Target::Forward(url))
 }
 
@@ -240,14 +240,16 @@ pub fn tunneled_url(
         }
         // `Host` must also agree with an h2 `:authority` or an absolute URI.
         if parts.uri.authority().is_some() {
-            check_host_header(parts, &host, port, scheme).map_err(|_| TargetError::Fronting {
-                tunnel: tunnel.authority(),
-                found: parts
-                    .headers
-                    .get(HOST)
-                    .and_then(|h| h.to_str().ok())
-                    .unwrap_or("?")
-                    .to_string(),
+            check_host_header(parts, named, &host, port, scheme).map_err(|_| {
+                TargetError::Fronting {
+                    tunnel: tunnel.authority(),
+                    found: parts
+                        .headers
+                        .get(HOST)
+                        .and_then(|h| h.to_str().ok())
+                        .unwrap_or("?")
+                        .to_string(),
+                }
             })?;
         }
     }
@@ -261,6 +263,7 @@ pub fn tunneled_url(
 /// A `Host` header, when present, must name the same host and port as the URI.
 fn check_host_header(
     parts: &Parts,
+    authority: &str,
     host: &CanonicalHost,
     port: u16,
     scheme: Scheme,
@@ -268,6 +271,11 @@ fn check_host_header(
     let Some(value) = parts.headers.get(HOST) else {
         return Ok(());
     };
+    // The same text as the URI's authority (as clients send it) names the
+    // same host and port: nothing to compare.
+    if value.as_bytes() == authority.as_bytes() {
+        return Ok(());
+    }
     let mismatch = || TargetError::HostMismatch {
         host: String::from_utf8_lossy(value.as_bytes())
             .chars()
