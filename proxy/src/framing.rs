@@ -832,21 +832,36 @@ impl<T: AsyncRead + Unpin> AsyncRead for FramingGuard<T> {
                 }
                 _ => {}
             }
-            let mut chunk = [0u8; 8192];
-            let mut chunk_buf = ReadBuf::new(&mut chunk);
-            ready!(Pin::new(&mut this.inner).poll_read(cx, &mut chunk_buf))?;
-            let filled = chunk_buf.filled();
-            if filled.is_empty() {
+            // Unchecked bytes are read into the spare room of hyper's own
+            // buffer (no zeroed scratch buffer per read), moved into `input`,
+            // and taken back out of hyper's view before anything is released.
+            let before = buf.filled().len();
+            let got = if buf.remaining() >= MIN_READ {
+                ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
+                let got = buf.filled().len() - before;
+                this.input.extend_from_slice(&buf.filled()[before..]);
+                buf.set_filled(before);
+                got
+            } else {
+                let mut chunk = [0u8; MIN_READ];
+                let mut chunk_buf = ReadBuf::new(&mut chunk);
+                ready!(Pin::new(&mut this.inner).poll_read(cx, &mut chunk_buf))?;
+                this.input.extend_from_slice(chunk_buf.filled());
+                chunk_buf.filled().len()
+            };
+            if got == 0 {
                 // End of input: hyper sees whatever was checked, then EOF. An
                 // unfinished head is never released.
                 this.state = State::Closed;
                 return Poll::Ready(Ok(()));
             }
-            this.input.extend_from_slice(filled);
             this.process();
         }
     }
 }
+
+/// The least room a read of unchecked bytes asks for.
+const MIN_READ: usize = 4096;
 
 impl<T: AsyncWrite + Unpin> AsyncWrite for FramingGuard<T> {
     fn poll_write(
