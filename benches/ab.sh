@@ -41,22 +41,9 @@ start() {
     console=$(free_port)
     mkdir -p "$WORK/$name"
     cp "$WORK/policy.toml" "$WORK/$name/policy.toml"
-    cat >"$WORK/$name/hallpass.toml" <<TOML
-version = 1
-policy = "policy.toml"
-state_dir = "state"
-[lists.ut1]
-format = "squidguard"
-path = "$SHARED/ut1"
-[lists.adult]
-format = "squidguard"
-path = "$SHARED/adult-partial"
-[lists.pad]
-format = "squidguard"
-path = "$WORK/pad"
-[lists.baseline]
-format = "squidguard"
-path = "$ROOT/blocklists/lists/baseline"
+    {
+        big_config_head
+        cat <<TOML
 [proxy]
 listen = ["127.0.0.1:$port"]
 allowed_ports = [80, 443, $HTTP_PORT]
@@ -64,6 +51,7 @@ dangerous_allow_destinations = ["127.0.0.1:$HTTP_PORT"]
 [console]
 listen = ["127.0.0.1:$console"]
 TOML
+    } >"$WORK/$name/hallpass.toml"
     "$bin" -c "$WORK/$name/hallpass.toml" ca init >/dev/null
     taskset -c 0 "$bin" -c "$WORK/$name/hallpass.toml" run >"$WORK/$name/proxy.log" 2>&1 &
     PIDS+=($!)

@@ -59,6 +59,28 @@ big_policy() {
     echo 'group = "year5"'
 }
 
+# big_config_head: the start of a hallpass.toml for big_policy's policy.toml
+# (in the same folder): the list sources it names. The caller adds [proxy].
+big_config_head() {
+    cat <<TOML
+version = 1
+policy = "policy.toml"
+state_dir = "state"
+[lists.ut1]
+format = "squidguard"
+path = "$SHARED/ut1"
+[lists.adult]
+format = "squidguard"
+path = "$SHARED/adult-partial"
+[lists.pad]
+format = "squidguard"
+path = "$WORK/pad"
+[lists.baseline]
+format = "squidguard"
+path = "$ROOT/blocklists/lists/baseline"
+TOML
+}
+
 # free_port: a port nobody listens on now.
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'

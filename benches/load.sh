@@ -43,28 +43,16 @@ write_padding
 big_policy "" "${BIG_POLICY_BLOCKS[@]}" >"$WORK/policy.toml"
 
 PROXY_PORT=$(free_port)
-cat >"$WORK/hallpass.toml" <<TOML
-version = 1
-policy = "policy.toml"
-state_dir = "state"
-[lists.ut1]
-format = "squidguard"
-path = "$SHARED/ut1"
-[lists.adult]
-format = "squidguard"
-path = "$SHARED/adult-partial"
-[lists.pad]
-format = "squidguard"
-path = "$WORK/pad"
-[lists.baseline]
-format = "squidguard"
-path = "$ROOT/blocklists/lists/baseline"
+{
+    big_config_head
+    cat <<TOML
 [proxy]
 listen = ["127.0.0.1:$PROXY_PORT"]
 allowed_ports = [80, 443, $HTTP_PORT, $HTTPS_PORT]
 upstream_roots = ["origin-ca.pem"]
 dangerous_allow_destinations = ["127.0.0.1:$HTTP_PORT", "127.0.0.1:$HTTPS_PORT"]
 TOML
+} >"$WORK/hallpass.toml"
 
 "$BIN" -c "$WORK/hallpass.toml" ca init >/dev/null
 taskset -c 0 "$BIN" -c "$WORK/hallpass.toml" run >"$WORK/proxy.log" 2>&1 &

@@ -51,22 +51,9 @@ policy neverusedword >"$WORK/policy.toml"
 
 PROXY_PORT=$(free_port)
 CONSOLE_PORT=$(free_port)
-cat >"$WORK/hallpass.toml" <<TOML
-version = 1
-policy = "policy.toml"
-state_dir = "state"
-[lists.ut1]
-format = "squidguard"
-path = "$SHARED/ut1"
-[lists.adult]
-format = "squidguard"
-path = "$SHARED/adult-partial"
-[lists.pad]
-format = "squidguard"
-path = "$WORK/pad"
-[lists.baseline]
-format = "squidguard"
-path = "$ROOT/blocklists/lists/baseline"
+{
+    big_config_head
+    cat <<TOML
 [proxy]
 listen = ["127.0.0.1:$PROXY_PORT"]
 allowed_ports = [80, 443, $HTTP_PORT]
@@ -74,6 +61,7 @@ dangerous_allow_destinations = ["127.0.0.1:$HTTP_PORT"]
 [console]
 listen = ["127.0.0.1:$CONSOLE_PORT"]
 TOML
+} >"$WORK/hallpass.toml"
 
 "$BIN" -c "$WORK/hallpass.toml" ca init >/dev/null
 RUST_LOG=warn taskset -c 0 "$BIN" -c "$WORK/hallpass.toml" run >"$WORK/proxy.log" 2>&1 &
