@@ -140,6 +140,8 @@ pub enum AckPoint {
 pub struct JsonLinesSink {
     path: PathBuf,
     file: File,
+    /// A batch's lines, reused between batches.
+    text: Vec<u8>,
 }
 
 impl JsonLinesSink {
@@ -149,6 +151,7 @@ impl JsonLinesSink {
         Ok(JsonLinesSink {
             path: path.to_path_buf(),
             file,
+            text: Vec::new(),
         })
     }
 
@@ -166,10 +169,11 @@ impl EventSink for JsonLinesSink {
     }
 
     fn write_batch(&mut self, events: &[BlockEvent]) -> Result<(), EventSinkError> {
-        let text = to_lines(events);
+        self.text.clear();
+        write_lines(&mut self.text, events);
         // One write per batch: with O_APPEND the lines of a batch stay together.
         self.file
-            .write_all(text.as_bytes())
+            .write_all(&self.text)
             .and_then(|()| self.file.flush())
             .map_err(|source| EventSinkError::Io {
                 path: self.path.clone(),
@@ -195,16 +199,17 @@ fn open_append(path: &Path) -> Result<File, EventSinkError> {
         })
 }
 
-fn to_lines(events: &[BlockEvent]) -> String {
-    let mut text = String::new();
+/// Appends one JSON line per event to `text`.
+fn write_lines(text: &mut Vec<u8>, events: &[BlockEvent]) {
     for event in events {
-        // Serialising plain data with string keys cannot fail.
-        if let Ok(line) = serde_json::to_string(event) {
-            text.push_str(&line);
-            text.push('\n');
+        let start = text.len();
+        // Serialising plain data with string keys cannot fail; were it to,
+        // the partial line is taken back rather than written.
+        match serde_json::to_writer(&mut *text, event) {
+            Ok(()) => text.push(b'\n'),
+            Err(_) => text.truncate(start),
         }
     }
-    text
 }
 
 /// The journal: events the sink has not taken yet, as JSON lines.
@@ -215,10 +220,20 @@ fn to_lines(events: &[BlockEvent]) -> String {
 struct Journal {
     path: PathBuf,
     replaying: PathBuf,
-    lock: Mutex<()>,
+    /// Held while appending and while claiming, so a batch goes wholly into
+    /// one file or the other.
+    lock: Mutex<Appender>,
     /// Something may be in either file (true at start: a previous run may have
     /// left entries).
     pending: AtomicBool,
+}
+
+/// The journal's open file (kept between appends: opening it is a path
+/// lookup per batch) and the buffer a batch's lines are built in.
+#[derive(Default)]
+struct Appender {
+    file: Option<File>,
+    text: Vec<u8>,
 }
 
 impl Journal {
@@ -226,7 +241,7 @@ impl Journal {
         Journal {
             replaying: replaying_path(&path),
             path,
-            lock: Mutex::new(()),
+            lock: Mutex::new(Appender::default()),
             pending: AtomicBool::new(true),
         }
     }
@@ -237,17 +252,28 @@ impl Journal {
         // of an append (a torn line with no newline, never acknowledged), the
         // next run's first event must not be glued onto the torn line and be
         // skipped with it. The empty lines this leaves are ignored on reading.
-        let text = format!("\n{}", to_lines(events));
-        let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let Appender { file, text } = &mut *guard;
+        text.clear();
+        text.push(b'\n');
+        write_lines(text, events);
         let io = |source| EventSinkError::Io {
             path: self.path.clone(),
             source,
         };
-        let mut file = open_append(&self.path)?;
+        let open = match file {
+            Some(open) => open,
+            None => file.insert(open_append(&self.path)?),
+        };
         // One write per batch: with O_APPEND the lines of a batch stay together.
-        file.write_all(text.as_bytes()).map_err(io)?;
-        if sync {
-            file.sync_data().map_err(io)?;
+        let written = open.write_all(text).and_then(|()| match sync {
+            true => open.sync_data(),
+            false => Ok(()),
+        });
+        if let Err(e) = written {
+            // Opened again next time (the file may have been replaced).
+            *file = None;
+            return Err(io(e));
         }
         self.pending.store(true, Ordering::SeqCst);
         Ok(())
@@ -272,11 +298,14 @@ impl Journal {
         if !self.pending.load(Ordering::SeqCst) {
             return None;
         }
-        let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
         if self.replaying.exists() {
             return Some(self.replaying.clone());
         }
         if self.path.exists() {
+            // The open file goes with the rename: the next append opens a
+            // new journal, so nothing is added to the file being replayed.
+            guard.file = None;
             return match std::fs::rename(&self.path, &self.replaying) {
                 Ok(()) => Some(self.replaying.clone()),
                 Err(e) => {
