@@ -43,7 +43,7 @@ impl SqliteEngine {
         // proxy's own memory, beside the lists: 64 MiB took the proxy from
         // ~36 MB to ~90 MB resident after a burst of blocks, for no measurable
         // gain in insert rate (the reference and time indexes append at their
-        // ends; pages the (who, time) index needs come back from the OS cache).
+        // ends).
         conn.pragma_update(None, "cache_size", -8_192)?;
         let mut engine = SqliteEngine { conn };
         engine.migrate(MIGRATIONS)?;
