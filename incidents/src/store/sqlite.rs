@@ -20,7 +20,9 @@ use super::{
 };
 use crate::alert::AlertStatus;
 use crate::error::Error;
-use crate::model::{AuditEntry, AuthFailure, EventFilter, Incident, IncidentFilter, NewIncident};
+use crate::model::{
+    AuditEntry, AuthFailure, EventFilter, Incident, IncidentFilter, NewIncident, push_ip,
+};
 use crate::reporting::{
     BlockCount, Closure, FilterCheck, FilterCheckResult, KindCount, NewFilterCheck,
 };
@@ -268,11 +270,14 @@ impl Engine for SqliteEngine {
                 "INSERT OR IGNORE INTO events (reference, time_ms, client_ip, who, grp, band, method, url, category, rule, kind) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             )?;
+            let mut ip = String::with_capacity(45);
             for ev in events {
+                ip.clear();
+                push_ip(&mut ip, ev.client_ip);
                 let n = ins.execute(params![
                     ev.reference,
                     to_db(ev.time_ms),
-                    ev.client_ip.to_string(),
+                    ip,
                     ev.who,
                     ev.group,
                     ev.band,
