@@ -27,7 +27,7 @@ use serde::Deserialize;
 
 use crate::clock::format_ms;
 use crate::duration::{self, as_ms};
-use crate::model::{AuthFailure, IncidentKind, NewIncident, Subject, Urgency};
+use crate::model::{AuthFailure, IncidentKind, NewIncident, Subject, Urgency, push_ip};
 
 /// Who the rules say reported an incident.
 pub const REPORTED_BY_RULES: &str = "hallpass";
@@ -270,6 +270,30 @@ fn dedup_key(kind: IncidentKind, s: &Subject, category: Option<&str>) -> String 
     format!("{kind}|{who}|{}", category.unwrap_or(""))
 }
 
+/// Writes into `key` what the repeat rule counts `ev` under: the dedup key
+/// of the `inappropriate` incident it would open (`dedup_key` over
+/// `subject_of`), built in place because it is made for every block, not only
+/// for the few that open an incident.
+fn repeat_key(key: &mut String, ev: &BlockEvent, category: &str) {
+    key.clear();
+    key.push_str(IncidentKind::Inappropriate.as_str());
+    key.push('|');
+    match ev.who.as_deref() {
+        Some(who) if who != ev.group => {
+            key.push_str("u:");
+            key.push_str(who);
+        }
+        _ => {
+            key.push_str("g:");
+            key.push_str(&ev.group);
+            key.push('@');
+            push_ip(key, ev.client_ip);
+        }
+    }
+    key.push('|');
+    key.push_str(category);
+}
+
 /// Sliding-window counts for a key, bounded in memory.
 #[derive(Debug, Default)]
 struct Windows {
@@ -325,6 +349,9 @@ pub struct RuleEngine {
     check_accounts: CheckAccounts,
     repeats: Windows,
     auth: Windows,
+    /// Where each event's repeat key is written (kept, so counting a block
+    /// allocates nothing once the key is known).
+    key: String,
 }
 
 impl RuleEngine {
@@ -336,6 +363,7 @@ impl RuleEngine {
             check_accounts: CheckAccounts::default(),
             repeats: Windows::default(),
             auth: Windows::default(),
+            key: String::new(),
         }
     }
 
@@ -369,12 +397,11 @@ impl RuleEngine {
         if ev.kind == BlockKind::Policy
             && let Some(category) = ev.category.as_deref()
         {
-            let subject = subject_of(ev);
-            let key = dedup_key(IncidentKind::Inappropriate, &subject, Some(category));
+            repeat_key(&mut self.key, ev, category);
             let window = as_ms(self.rules.repeat_window);
             if self
                 .repeats
-                .hit(&key, ev.time_ms, window, self.rules.repeat_count)
+                .hit(&self.key, ev.time_ms, window, self.rules.repeat_count)
             {
                 out.push(self.rules.incident(
                     IncidentKind::Inappropriate,
@@ -616,6 +643,30 @@ pub(crate) mod tests {
             w.hit(&format!("late{n}"), 10_000_000 + n, 1, 5);
         }
         assert!(w.hits.len() < 200_000, "{}", w.hits.len());
+    }
+
+    #[test]
+    fn the_repeat_key_is_the_dedup_key_of_the_incident_it_opens() {
+        let shared = BlockEvent {
+            who: Some("year4".into()),
+            ..event("R2", None, Some("games"))
+        };
+        let v6 = BlockEvent {
+            client_ip: "fe80::1".parse().expect("v6"),
+            ..event("R4", None, Some("games"))
+        };
+        let mut key = String::new();
+        for ev in [
+            event("R1", Some("j.smith"), Some("games")),
+            shared,
+            event("R3", None, Some("chat")),
+            v6,
+        ] {
+            let category = ev.category.as_deref();
+            repeat_key(&mut key, &ev, category.expect("category"));
+            let expected = dedup_key(IncidentKind::Inappropriate, &subject_of(&ev), category);
+            assert_eq!(key, expected);
+        }
     }
 
     #[test]

@@ -52,19 +52,24 @@ fn pending_is_every_unrecorded_version_in_order_and_unknown_ones_are_refused() {
             postgres: m.postgres,
         })
         .collect();
-    let e = pending(&without, &[1, 2, 3])
+    let every: Vec<u32> = all.iter().map(|m| m.version).collect();
+    let but_two: Vec<u32> = every.iter().copied().filter(|&v| v != 2).collect();
+    let e = pending(&without, &every)
         .map(|_| ())
         .expect_err("unknown version 2");
     assert!(e.to_string().contains("version 2"), "{e}");
     let versions = |p: Vec<&Migration>| p.iter().map(|m| m.version).collect::<Vec<_>>();
-    assert_eq!(versions(pending(&all, &[]).expect("fresh")), [1, 2, 3]);
-    assert_eq!(versions(pending(&all, &[1, 3]).expect("gap")), [2]);
-    assert!(pending(&all, &[1, 2, 3]).expect("current").is_empty());
-    let e = pending(&all, &[1, 3, 4])
+    assert_eq!(versions(pending(&all, &[]).expect("fresh")), every);
+    assert_eq!(versions(pending(&all, &but_two).expect("gap")), [2]);
+    assert!(pending(&all, &every).expect("current").is_empty());
+    let newer = SCHEMA_VERSION + 1;
+    let mut from_a_newer_build = but_two.clone();
+    from_a_newer_build.push(newer);
+    let e = pending(&all, &from_a_newer_build)
         .map(|_| ())
         .expect_err("a newer build's database");
     assert!(
-        matches!(&e, Error::Schema(m) if m.contains("version 4") && m.contains("upgrade hallpass")),
+        matches!(&e, Error::Schema(m) if m.contains(&format!("version {newer}")) && m.contains("upgrade hallpass")),
         "{e}"
     );
 }
@@ -89,16 +94,34 @@ fn sqlite_applies_a_lower_numbered_migration_it_has_not_recorded() {
             .collect::<Result<_, _>>()
             .expect("rows")
     };
-    assert_eq!(recorded(&path), [1, 3]);
+    assert_eq!(recorded(&path), all_but_two());
     // This build opens it: 2 is applied and recorded, once.
     drop(super::Store::open_sqlite(&path).expect("reopen"));
-    assert_eq!(recorded(&path), [1, 2, 3]);
+    assert_eq!(recorded(&path), all_versions());
     let conn = rusqlite::Connection::open(&path).expect("open");
     conn.query_row("SELECT count(*) FROM alerts", [], |r| r.get::<_, i64>(0))
         .expect("migration 2's table exists");
     drop(conn);
     drop(super::Store::open_sqlite(&path).expect("again"));
-    assert_eq!(recorded(&path), [1, 2, 3]);
+    assert_eq!(recorded(&path), all_versions());
+}
+
+/// Every version this build applies.
+fn all_versions() -> Vec<u32> {
+    MIGRATIONS.iter().map(|m| m.version).collect()
+}
+
+/// Every version this build applies but 2.
+fn all_but_two() -> Vec<u32> {
+    all_versions().into_iter().filter(|&v| v != 2).collect()
+}
+
+/// Versions as PostgreSQL's INTEGER column reads back.
+fn signed(versions: Vec<u32>) -> Vec<i32> {
+    versions
+        .into_iter()
+        .map(|v| i32::try_from(v).expect("small version"))
+        .collect()
 }
 
 /// Removes what migration 2 created, and its record (SQLite).
@@ -161,13 +184,33 @@ fn postgres_applies_a_lower_numbered_migration_it_has_not_recorded() {
     // 1 and 3 recorded, 2 not: this build's schema with 2 undone.
     super::postgres::migrate(&mut client, MIGRATIONS).expect("this build");
     client.batch_execute(UNDO_TWO_POSTGRES).expect("undo 2");
-    assert_eq!(recorded(&mut client), [1, 3]);
+    assert_eq!(recorded(&mut client), signed(all_but_two()));
     // This build applies 2 and records it, once.
     super::postgres::migrate(&mut client, MIGRATIONS).expect("with 2");
-    assert_eq!(recorded(&mut client), [1, 2, 3]);
+    assert_eq!(recorded(&mut client), signed(all_versions()));
     client
         .query("SELECT count(*) FROM alerts", &[])
         .expect("migration 2's table exists");
     super::postgres::migrate(&mut client, MIGRATIONS).expect("again");
-    assert_eq!(recorded(&mut client), [1, 2, 3]);
+    assert_eq!(recorded(&mut client), signed(all_versions()));
+}
+
+#[test]
+fn sqlite_events_keep_only_the_indexes_their_queries_use() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("incidents.sqlite3");
+    drop(super::Store::open_sqlite(&path).expect("open"));
+    let conn = rusqlite::Connection::open(&path).expect("open");
+    let mut stmt = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events' ORDER BY name")
+        .expect("prepare");
+    let names: Vec<String> = stmt
+        .query_map([], |r| r.get(0))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    // The time range of every listing, report and prune, and the reference
+    // (replays, an incident's events); SQLite cannot use an index for the
+    // optional account filter, so (who, time) went in version 4.
+    assert_eq!(names, ["events_time", "sqlite_autoindex_events_1"]);
 }

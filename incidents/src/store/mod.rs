@@ -43,7 +43,7 @@ mod reports;
 mod sqlite;
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// One schema migration, written once per engine.
 pub(crate) struct Migration {
@@ -68,6 +68,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         version: 3,
         sqlite: include_str!("migrations/0003_sqlite.sql"),
         postgres: include_str!("migrations/0003_postgres.sql"),
+    },
+    Migration {
+        version: 4,
+        sqlite: include_str!("migrations/0004_sqlite.sql"),
+        postgres: include_str!("migrations/0004_postgres.sql"),
     },
 ];
 
