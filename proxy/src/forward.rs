@@ -164,19 +164,8 @@ pub(crate) async fn plain(
     let replay = reused.then(|| Replay::of(&req)).flatten();
     let mut response = match sender.try_send_request(req).await {
         Ok(response) => response,
-        Err(mut e) => {
-            let again = match e.take_message() {
-                // The kept connection was closed by the origin before the
-                // request went out: the request is intact.
-                Some(unsent) => unsent,
-                None => {
-                    let e = e.into_error();
-                    match replay.filter(|_| closed_before_answer(&e)) {
-                        Some(replay) => replay.request(),
-                        None => return Err(exchange(url.host(), e)),
-                    }
-                }
-            };
+        Err(e) => {
+            let again = request_again(e, replay).map_err(|e| exchange(url.host(), e))?;
             // Once, on a fresh connection, whose failure is final.
             sender = dial_plain(shared, url.host(), url.port()).await?;
             sender
@@ -243,6 +232,24 @@ impl Replay {
         *req.version_mut() = self.version;
         *req.headers_mut() = self.headers;
         req
+    }
+}
+
+/// What to send on a new connection after a send on a kept one failed: the
+/// request itself when it never went out (the origin had closed the
+/// connection), else its [`Replay`] when repeating it is safe; otherwise the
+/// error stands.
+pub(crate) fn request_again(
+    mut e: hyper::client::conn::TrySendError<Request<Body>>,
+    replay: Option<Replay>,
+) -> Result<Request<Body>, hyper::Error> {
+    if let Some(unsent) = e.take_message() {
+        return Ok(unsent);
+    }
+    let e = e.into_error();
+    match replay.filter(|_| closed_before_answer(&e)) {
+        Some(replay) => Ok(replay.request()),
+        None => Err(e),
     }
 }
 

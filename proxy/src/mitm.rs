@@ -964,19 +964,8 @@ impl Upstream {
         };
         let response = match held.sender.try_send_request(request).await {
             Ok(response) => response,
-            Err(mut e) => {
-                let again = match e.take_message() {
-                    // Closed before the request went out: it is intact.
-                    Some(unsent) => unsent,
-                    // Gone out: sent again only if repeating it is safe.
-                    None => {
-                        let e = e.into_error();
-                        match replay.filter(|_| forward::closed_before_answer(&e)) {
-                            Some(replay) => replay.request(),
-                            None => return Err(self.failed(e)),
-                        }
-                    }
-                };
+            Err(e) => {
+                let again = forward::request_again(e, replay).map_err(|e| self.failed(e))?;
                 // Once, on a new connection, whose failure is final.
                 held = self.dial_http1().await?;
                 held.sender
@@ -1004,17 +993,15 @@ impl Upstream {
         };
         let response = match sender.try_send_request(request).await {
             Ok(response) => response,
-            Err(mut e) => match e.take_message() {
-                // As for HTTP/1.1: only a request that never went out is retried.
-                Some(unsent) => {
-                    let mut fresh = self.replace_h2(slot).await?;
-                    fresh
-                        .send_request(unsent)
-                        .await
-                        .map_err(|e| self.failed(e))?
-                }
-                None => return Err(self.failed(e.into_error())),
-            },
+            Err(e) => {
+                // Only a request that never went out is retried on h2.
+                let unsent = forward::request_again(e, None).map_err(|e| self.failed(e))?;
+                let mut fresh = self.replace_h2(slot).await?;
+                fresh
+                    .send_request(unsent)
+                    .await
+                    .map_err(|e| self.failed(e))?
+            }
         };
         if binds || pool::binds_connection(response.headers()) {
             lock(slot).pinned = true;
