@@ -21,6 +21,7 @@ mod incident_sink;
 mod incidents_cmd;
 mod lists;
 mod log_format;
+mod log_writer;
 mod metrics;
 mod reload;
 mod report;

@@ -551,7 +551,10 @@ async fn handle_tunneled(
             group: Some(ctx.identity.group.clone()),
             ..Access::default()
         };
-        let routed = CatchUnwind(Box::pin(route_tunneled(&ctx, req, &mut access))).await;
+        let routed = {
+            let routing = std::pin::pin!(route_tunneled(&ctx, req, &mut access));
+            CatchUnwind(routing).await
+        };
         let mut response = match routed {
             Ok(response) => response,
             Err(message) => {
