@@ -161,13 +161,16 @@ fn dropped_line(format: Format, dropped: u64) -> String {
     let mut timestamp = String::new();
     let _ = SystemTime.format_time(&mut Writer::new(&mut timestamp));
     match format {
-        Format::Json => serde_json::json!({
-            "timestamp": timestamp,
-            "level": "WARN",
-            "fields": {"message": DROPPED, "dropped": dropped},
-            "target": "hallpass::log",
-        })
-        .to_string() + "\n",
+        Format::Json => {
+            serde_json::json!({
+                "timestamp": timestamp,
+                "level": "WARN",
+                "fields": {"message": DROPPED, "dropped": dropped},
+                "target": "hallpass::log",
+            })
+            .to_string()
+                + "\n"
+        }
         Format::Text => format!("{timestamp}  WARN hallpass::log: {DROPPED} dropped={dropped}\n"),
     }
 }

@@ -82,6 +82,26 @@ pub struct CanonicalHost {
     ip: Option<IpAddr>,
 }
 
+/// The dotted quad of an address, as `Ipv4Addr`'s `Display` writes it but
+/// without the formatting machinery (it runs for every request to an IP
+/// address, and `to_string` was ~1 % of such a request's CPU).
+pub fn dotted_quad(ip: Ipv4Addr) -> String {
+    let mut text = String::with_capacity(15);
+    for (i, octet) in ip.octets().into_iter().enumerate() {
+        if i > 0 {
+            text.push('.');
+        }
+        if octet >= 100 {
+            text.push(char::from(b'0' + octet / 100));
+        }
+        if octet >= 10 {
+            text.push(char::from(b'0' + octet / 10 % 10));
+        }
+        text.push(char::from(b'0' + octet % 10));
+    }
+    text
+}
+
 impl CanonicalHost {
     /// The canonical text: lower-case A-labels without a trailing dot, a dotted
     /// quad for IPv4, or the RFC 5952 form (no brackets) for IPv6.
@@ -97,7 +117,7 @@ impl CanonicalHost {
     /// Builds a host from an IPv4 address.
     pub fn from_ipv4(ip: Ipv4Addr) -> Self {
         CanonicalHost {
-            text: ip.to_string().into(),
+            text: dotted_quad(ip).into(),
             ip: Some(IpAddr::V4(ip)),
         }
     }
@@ -636,6 +656,21 @@ fn may_be_ipv4_number(label: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dotted_quad_writes_what_display_writes() {
+        // Every octet value in every position, and the edges of each width.
+        for n in 0..=255u8 {
+            for ip in [
+                Ipv4Addr::new(n, 0, 9, 10),
+                Ipv4Addr::new(99, n, 100, 255),
+                Ipv4Addr::new(1, 10, n, 199),
+                Ipv4Addr::new(200, 50, 5, n),
+            ] {
+                assert_eq!(dotted_quad(ip), ip.to_string());
+            }
+        }
+    }
 
     #[test]
     fn the_dotted_quad_fast_path_agrees_with_the_full_parse() {

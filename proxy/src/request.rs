@@ -68,6 +68,9 @@ pub(crate) struct Shared {
 /// One client connection.
 pub(crate) struct ConnInfo {
     pub peer: SocketAddr,
+    /// The client's address as the access log writes it, formatted once per
+    /// connection instead of once per request.
+    pub peer_text: Box<str>,
     /// The proxy address the client connected to.
     pub local: SocketAddr,
     /// The upstream connection of the last plain-HTTP request, kept for reuse by
@@ -84,8 +87,13 @@ pub(crate) struct ConnInfo {
 
 impl ConnInfo {
     pub(crate) fn new(peer: SocketAddr, local: SocketAddr) -> Self {
+        let peer_text = match peer.ip() {
+            std::net::IpAddr::V4(v4) => policy::host::dotted_quad(v4),
+            v6 => v6.to_string(),
+        };
         ConnInfo {
             peer,
+            peer_text: peer_text.into(),
             local,
             plain_upstream: Mutex::new(None),
             gate: Arc::default(),
@@ -406,7 +414,7 @@ pub(crate) fn log_access(
     span.record("verdict", access.verdict);
     tracing::info!(
         target: "hallpass::access",
-        client = %conn.peer.ip(),
+        client = &*conn.peer_text,
         who = access.who.as_deref().unwrap_or("-"),
         group = access.group.as_deref().unwrap_or("-"),
         method,
@@ -559,10 +567,8 @@ async fn route_plain(
                 Ok(response) => response,
                 Err(e) => {
                     access.verdict = if e.is_refusal() { "block" } else { "error" };
-                    forward::upstream_failure_page(
-                        shared, conn, &identity, &band, &url, method, &e,
-                    )
-                    .await
+                    forward::upstream_failure_page(shared, conn, &identity, &band, &url, method, &e)
+                        .await
                 }
             }
         }
