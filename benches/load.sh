@@ -24,7 +24,7 @@ for tool in wrk hey taskset curl; do
 done
 [ -d "$SHARED/ut1" ] || { echo "benches/load.sh: $SHARED/ut1 is missing" >&2; exit 1; }
 
-cargo build --release --quiet --bin hallpass --example bench-origin
+cargo build --release --quiet --bin hallpass --example bench-origin --example bench-bare-forwarder
 BIN=$ROOT/target/release/hallpass
 
 WORK=$(mktemp -d)
@@ -78,7 +78,7 @@ row() { printf '%-44s %12s %12s %8s %14s\n' "$@"; }
 # The proxy's own CPU time (user + system, clock ticks) — divided by the
 # requests served, it says what each request costs the proxy whatever else the
 # machine is doing, and 1 s over it is the rate one core could carry.
-ticks() { awk '{print $14 + $15}' "/proc/$PROXY_PID/stat"; }
+ticks() { awk '{print $14 + $15}' "/proc/${1:-$PROXY_PID}/stat"; }
 HZ=$(getconf CLK_TCK)
 per_req() { # ticks_before ticks_after req_per_s -> "us/req (ceiling/s)"
     python3 -c "import sys; t=(float(sys.argv[2])-float(sys.argv[1]))/float(sys.argv[4]); n=float(sys.argv[3])*float(sys.argv[5]); us=t*1e6/n if n else 0; print(f'{us:.0f}us ({1e6/us:.0f}/s)' if us else 'n/a')" "$1" "$2" "$3" "$HZ" "$DURATION"
@@ -94,6 +94,21 @@ read -r p_rps p_p99 p_bad < <(TARGET="http://$HTTP/" wrk_rps -s benches/load/pro
 t1=$(ticks)
 [ "$d_bad" = 0 ] && [ "$p_bad" = 0 ] || { echo "benches/load.sh: allowed HTTP got non-2xx answers (direct $d_bad, proxy $p_bad)" >&2; exit 1; }
 row "allowed HTTP (req/s, wrk)" "$d_rps" "$p_rps" "$(ratio "$d_rps" "$p_rps")" "$(per_req "$t0" "$t1" "$p_rps")"
+
+# The floor: hyper's server and client on the same core with nothing else
+# (benches/load/bare_forwarder.rs), so the row above splits into what the
+# architecture costs and what hallpass's own work costs.
+taskset -c 0 "$ROOT/target/release/examples/bench-bare-forwarder" "$HTTP" >"$WORK/bare.out" &
+BARE_PID=$!
+PIDS+=($BARE_PID)
+for _ in $(seq 50); do [ -s "$WORK/bare.out" ] && break; sleep 0.1; done
+BARE=$(sed -n 's/listening on //p' "$WORK/bare.out")
+t0=$(ticks "$BARE_PID")
+read -r f_rps _ f_bad < <(TARGET="http://$HTTP/" wrk_rps -s benches/load/proxy.lua "http://$BARE/")
+t1=$(ticks "$BARE_PID")
+kill "$BARE_PID"
+[ "$f_bad" = 0 ] || { echo "benches/load.sh: the bare forwarder got non-2xx answers" >&2; exit 1; }
+row "  floor: bare hyper forwarder, no filtering" "$d_rps" "$f_rps" "$(ratio "$d_rps" "$f_rps")" "$(per_req "$t0" "$t1" "$f_rps")"
 
 t0=$(ticks)
 read -r b_rps _ _ < <(TARGET="http://pornhub.com/" wrk_rps -s benches/load/proxy.lua "http://127.0.0.1:$PROXY_PORT/")

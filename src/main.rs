@@ -28,6 +28,10 @@ mod report;
 mod run;
 mod users;
 
+/// jemalloc instead of glibc malloc: see Cargo.toml.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// A filtering web proxy for schools.
 #[derive(Parser)]
 #[command(name = "hallpass", version, about, propagate_version = true)]

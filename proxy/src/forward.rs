@@ -26,7 +26,7 @@ use policy::{Band, CanonicalUrl};
 
 use crate::auth::Identity;
 use crate::block::PageKind;
-use crate::framing::REJECTED_HEADER;
+use crate::framing::REJECTED_HEADER_NAME;
 use crate::idle::{Activity, Clock, SpliceEnd, splice};
 use crate::listen::Phase;
 use crate::request::{ConnInfo, Refusal, Shared};
@@ -82,7 +82,7 @@ pub(crate) fn upstream_request(
     for name in [header::HOST, header::CONTENT_LENGTH, header::EXPECT] {
         parts.headers.remove(name);
     }
-    parts.headers.remove(REJECTED_HEADER);
+    parts.headers.remove(REJECTED_HEADER_NAME);
     if let Some(host) = host_header {
         let value = HeaderValue::from_str(host).map_err(|e| UpstreamError::Exchange {
             host: host.to_string(),
@@ -108,6 +108,14 @@ pub(crate) fn client_response(response: Response<Incoming>) -> Response<Body> {
     Response::from_parts(parts, body.map_err(Into::into).boxed())
 }
 
+/// An origin-form URI (`/path?query`) from a path and query.
+fn origin_form(pq: http::uri::PathAndQuery) -> Uri {
+    let mut parts = http::uri::Parts::default();
+    parts.path_and_query = Some(pq);
+    // A path and query alone is always a valid origin-form URI.
+    Uri::from_parts(parts).unwrap_or_else(|_| Uri::from_static("/"))
+}
+
 /// A kept upstream connection of a client connection (plain HTTP).
 pub(crate) struct PlainUpstream {
     host: CanonicalHost,
@@ -125,16 +133,17 @@ pub(crate) async fn plain(
     body: Incoming,
     client_upgrade: Option<OnUpgrade>,
 ) -> Result<Response<Body>, UpstreamError> {
-    let original = parts
-        .uri
-        .path_and_query()
-        .map_or("/", |pq| pq.as_str())
-        .to_string();
-    let rewrite = safe_search::rewrite(band, url.host(), &original);
-    let path_and_query = rewrite.path_and_query.as_deref().unwrap_or(&original);
-    let uri: Uri = path_and_query
-        .parse()
-        .map_err(|e: http::uri::InvalidUri| exchange(url.host(), e))?;
+    let original = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let rewrite = safe_search::rewrite(band, url.host(), original);
+    let uri = match (&rewrite.path_and_query, parts.uri.path_and_query()) {
+        (Some(rewritten), _) => rewritten
+            .parse()
+            .map_err(|e: http::uri::InvalidUri| exchange(url.host(), e))?,
+        // Unchanged: the client's own path and query, already parsed (a
+        // reference-counted copy, not a second parse).
+        (None, Some(pq)) => origin_form(pq.clone()),
+        (None, None) => Uri::from_static("/"),
+    };
     let host_header = target::host_header_text(url.host(), url.port(), Scheme::Http);
     let upgrade = client_upgrade
         .as_ref()

@@ -206,6 +206,9 @@ pub struct HeadInfo {
 /// guard can produce it; it is honoured only on connections with a guard in front.
 pub const REJECTED_HEADER: &str = "hallpass-rejected";
 
+/// [`REJECTED_HEADER`] as a header name, for lookups that would otherwise parse it.
+pub const REJECTED_HEADER_NAME: http::HeaderName = http::HeaderName::from_static(REJECTED_HEADER);
+
 /// Checks one request head: everything up to and including the empty line.
 ///
 /// ```

@@ -31,7 +31,7 @@ use crate::auth::{self, Identity};
 use crate::block::{BlockPage, PageKind, References};
 use crate::ca::LeafCache;
 use crate::events::EventQueue;
-use crate::framing::{REJECTED_HEADER, UpgradeGate, Violation};
+use crate::framing::{REJECTED_HEADER_NAME, UpgradeGate, Violation};
 use crate::listen::{Active, PerIpLimit, Phase};
 use crate::snapshot::Snapshot;
 use crate::target::{self, Target, TargetError};
@@ -319,7 +319,7 @@ pub(crate) fn plain_refusal(status: StatusCode, message: &str) -> Response<Body>
 
 /// The response to the framing guard's synthetic request.
 pub(crate) fn violation_response(req: &Request<Incoming>) -> Option<Response<Body>> {
-    let code = req.headers().get(REJECTED_HEADER)?;
+    let code = req.headers().get(REJECTED_HEADER_NAME)?;
     let violation = code
         .to_str()
         .ok()

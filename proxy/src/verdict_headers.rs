@@ -35,19 +35,22 @@ pub(crate) fn mark(
     forced: Option<HeaderValue>,
 ) {
     let headers = response.headers_mut();
-    headers.remove(VERDICT);
-    headers.remove(SAFE_SEARCH);
+    // `insert` replaces every value an origin may have sent; what is not
+    // inserted is removed, so an origin can never speak for the filter.
     let value = match access_verdict {
         "allow" | "error" => "allow",
         "block" => "block",
-        _ => return,
+        _ => {
+            headers.remove(VERDICT);
+            headers.remove(SAFE_SEARCH);
+            return;
+        }
     };
     headers.insert(VERDICT, HeaderValue::from_static(value));
-    if value == "allow" {
-        if let Some(forced) = forced {
-            headers.insert(SAFE_SEARCH, forced);
-        }
-    }
+    match forced.filter(|_| value == "allow") {
+        Some(forced) => headers.insert(SAFE_SEARCH, forced),
+        None => headers.remove(SAFE_SEARCH),
+    };
 }
 
 /// The `Hallpass-Safe-Search` value describing a rewrite, or `None` when it
