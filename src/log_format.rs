@@ -101,7 +101,7 @@ where
             write_line(line, &timestamp, event).map_err(|_| fmt::Error)?;
             line.push(b'\n');
             // serde_json writes valid UTF-8; checked once for the whole line.
-            writer.write_str(std::str::from_utf8(&line).map_err(|_| fmt::Error)?)
+            writer.write_str(std::str::from_utf8(line).map_err(|_| fmt::Error)?)
         })
     }
 }
@@ -271,36 +271,30 @@ mod tests {
         let at = |secs: u64, micros: u64| {
             std::time::UNIX_EPOCH + std::time::Duration::from_micros(secs * 1_000_000 + micros)
         };
-        // 2026-11-24T03:33:40Z is 1795491220.
-        assert_eq!(
-            second.timestamp(at(1_795_491_220, 7)).unwrap(),
-            "2026-11-24T03:33:40.000007Z"
-        );
-        assert_eq!(
-            second.timestamp(at(1_795_491_220, 999_999)).unwrap(),
-            "2026-11-24T03:33:40.999999Z"
-        );
-        // The cached second moves on, across a day and a year.
-        assert_eq!(
-            second.timestamp(at(1_795_491_221, 120_000)).unwrap(),
-            "2026-11-24T03:33:41.120000Z"
-        );
-        assert_eq!(
-            second.timestamp(at(1_798_761_599, 1)).unwrap(),
-            "2026-12-31T23:59:59.000001Z"
-        );
-        assert_eq!(
-            second.timestamp(at(1_798_761_600, 0)).unwrap(),
-            "2027-01-01T00:00:00.000000Z"
-        );
+        // In order, so the cached second is reused and then moves on, across
+        // a day and a year (2026-11-24T03:33:40Z is 1795491220).
+        for (secs, micros, expected) in [
+            (1_795_491_220, 7, "2026-11-24T03:33:40.000007Z"),
+            (1_795_491_220, 999_999, "2026-11-24T03:33:40.999999Z"),
+            (1_795_491_221, 120_000, "2026-11-24T03:33:41.120000Z"),
+            (1_798_761_599, 1, "2026-12-31T23:59:59.000001Z"),
+            (1_798_761_600, 0, "2027-01-01T00:00:00.000000Z"),
+        ] {
+            let got = second
+                .timestamp(at(secs, micros))
+                .expect("a time after 1970");
+            assert_eq!(got, expected);
+        }
         // The same shape as tracing-subscriber's formatter.
         let mut stock = String::new();
         tracing_subscriber::fmt::time::FormatTime::format_time(
             &tracing_subscriber::fmt::time::SystemTime,
             &mut Writer::new(&mut stock),
         )
-        .unwrap();
-        let ours = second.timestamp(std::time::SystemTime::now()).unwrap();
+        .expect("a time after 1970");
+        let ours = second
+            .timestamp(std::time::SystemTime::now())
+            .expect("a time after 1970");
         assert_eq!(ours.len(), stock.len(), "{ours} / {stock}");
         let shape = |t: &str| {
             t.chars()

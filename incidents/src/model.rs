@@ -321,32 +321,7 @@ pub(crate) fn actions_from_text(text: &str) -> Result<Vec<ActionTaken>, String> 
         .collect()
 }
 
-/// Appends `ip` as its `Display` form would write it (`10.1.4.23`, `::1`),
-/// without the formatting machinery or an allocation for IPv4, the address
-/// nearly every block event has: the store writes one per stored event.
-pub(crate) fn push_ip(out: &mut String, ip: IpAddr) {
-    match ip {
-        IpAddr::V4(v4) => {
-            for (i, octet) in v4.octets().into_iter().enumerate() {
-                if i > 0 {
-                    out.push('.');
-                }
-                if octet >= 100 {
-                    out.push(char::from(b'0' + octet / 100));
-                }
-                if octet >= 10 {
-                    out.push(char::from(b'0' + octet / 10 % 10));
-                }
-                out.push(char::from(b'0' + octet % 10));
-            }
-        }
-        IpAddr::V6(_) => {
-            use std::fmt::Write as _;
-            // Writing to a String cannot fail.
-            let _ = write!(out, "{ip}");
-        }
-    }
-}
+pub(crate) use policy::host::push_ip;
 
 #[cfg(test)]
 mod tests {
@@ -371,34 +346,5 @@ mod tests {
             Ok(actions.to_vec())
         );
         assert_eq!(actions_from_text(""), Ok(vec![]));
-    }
-
-    #[test]
-    fn push_ip_writes_what_display_writes() {
-        let mut addresses: Vec<IpAddr> = (0..=255u8)
-            .flat_map(|o| {
-                [
-                    IpAddr::from([o, 0, 9, 10]),
-                    IpAddr::from([99, o, 100, 255]),
-                    IpAddr::from([1, 2, o, 3]),
-                    IpAddr::from([0, 0, 0, o]),
-                ]
-            })
-            .collect();
-        for v6 in [
-            "::1",
-            "::",
-            "fe80::1:2",
-            "::ffff:10.1.2.3",
-            "2001:db8::8a2e:370:7334",
-        ] {
-            addresses.push(v6.parse().expect("v6"));
-        }
-        let mut out = String::new();
-        for ip in addresses {
-            out.clear();
-            push_ip(&mut out, ip);
-            assert_eq!(out, ip.to_string());
-        }
     }
 }

@@ -82,23 +82,38 @@ pub struct CanonicalHost {
     ip: Option<IpAddr>,
 }
 
-/// The dotted quad of an address, as `Ipv4Addr`'s `Display` writes it but
-/// without the formatting machinery (it runs for every request to an IP
-/// address, and `to_string` was ~1 % of such a request's CPU).
-pub fn dotted_quad(ip: Ipv4Addr) -> String {
-    let mut text = String::with_capacity(15);
-    for (i, octet) in ip.octets().into_iter().enumerate() {
-        if i > 0 {
-            text.push('.');
+/// Appends `ip` as its `Display` form would write it (`10.1.4.23`, `::1`),
+/// without the formatting machinery or an allocation for IPv4: it runs for
+/// every request to an IP address, every access line and every stored block
+/// event, and `to_string` was ~1 % of such a request's CPU.
+pub fn push_ip(out: &mut String, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                if octet >= 100 {
+                    out.push(char::from(b'0' + octet / 100));
+                }
+                if octet >= 10 {
+                    out.push(char::from(b'0' + octet / 10 % 10));
+                }
+                out.push(char::from(b'0' + octet % 10));
+            }
         }
-        if octet >= 100 {
-            text.push(char::from(b'0' + octet / 100));
+        IpAddr::V6(_) => {
+            use std::fmt::Write as _;
+            // Writing to a String cannot fail.
+            let _ = write!(out, "{ip}");
         }
-        if octet >= 10 {
-            text.push(char::from(b'0' + octet / 10 % 10));
-        }
-        text.push(char::from(b'0' + octet % 10));
     }
+}
+
+/// An address's `Display` text (see [`push_ip`]).
+pub fn ip_text(ip: IpAddr) -> String {
+    let mut text = String::with_capacity(15);
+    push_ip(&mut text, ip);
     text
 }
 
@@ -117,7 +132,7 @@ impl CanonicalHost {
     /// Builds a host from an IPv4 address.
     pub fn from_ipv4(ip: Ipv4Addr) -> Self {
         CanonicalHost {
-            text: dotted_quad(ip).into(),
+            text: ip_text(IpAddr::V4(ip)).into(),
             ip: Some(IpAddr::V4(ip)),
         }
     }
@@ -658,17 +673,31 @@ mod tests {
     use super::*;
 
     #[test]
-    fn dotted_quad_writes_what_display_writes() {
-        // Every octet value in every position, and the edges of each width.
-        for n in 0..=255u8 {
-            for ip in [
-                Ipv4Addr::new(n, 0, 9, 10),
-                Ipv4Addr::new(99, n, 100, 255),
-                Ipv4Addr::new(1, 10, n, 199),
-                Ipv4Addr::new(200, 50, 5, n),
-            ] {
-                assert_eq!(dotted_quad(ip), ip.to_string());
-            }
+    fn push_ip_writes_what_display_writes() {
+        let mut addresses: Vec<IpAddr> = (0..=255u8)
+            .flat_map(|o| {
+                [
+                    IpAddr::from([o, 0, 9, 10]),
+                    IpAddr::from([99, o, 100, 255]),
+                    IpAddr::from([1, 2, o, 3]),
+                    IpAddr::from([0, 0, 0, o]),
+                ]
+            })
+            .collect();
+        for v6 in [
+            "::1",
+            "::",
+            "fe80::1:2",
+            "::ffff:10.1.2.3",
+            "2001:db8::8a2e:370:7334",
+        ] {
+            addresses.push(v6.parse().expect("v6"));
+        }
+        let mut out = String::new();
+        for ip in addresses {
+            out.clear();
+            push_ip(&mut out, ip);
+            assert_eq!(out, ip.to_string());
         }
     }
 

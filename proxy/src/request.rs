@@ -87,13 +87,9 @@ pub(crate) struct ConnInfo {
 
 impl ConnInfo {
     pub(crate) fn new(peer: SocketAddr, local: SocketAddr) -> Self {
-        let peer_text = match peer.ip() {
-            std::net::IpAddr::V4(v4) => policy::host::dotted_quad(v4),
-            v6 => v6.to_string(),
-        };
         ConnInfo {
             peer,
-            peer_text: peer_text.into(),
+            peer_text: policy::host::ip_text(peer.ip()).into(),
             local,
             plain_upstream: Mutex::new(None),
             gate: Arc::default(),
@@ -362,8 +358,7 @@ pub(crate) fn handle_plain(
             + 1;
         let mut access = Access::default();
         // Pinned in this future rather than boxed: no allocation per request
-        // for the large routing future (glibc's malloc consolidates its free
-        // lists on every request of that size).
+        // for the large routing future.
         let routed = {
             let routing = std::pin::pin!(route_plain(&shared, &conn, req, &mut access));
             CatchUnwind(routing).await
