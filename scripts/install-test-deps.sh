@@ -8,7 +8,8 @@ need=()
 # - chromium, chromium-driver: the console's browser tests (headless, via WebDriver).
 # - systemd: systemd-analyze verify/security for the units in systemd/.
 # - python3-aiosmtpd: a real SMTP server (STARTTLS) that receives the urgent-incident alert mails.
-packages=(chromium chromium-driver systemd python3-aiosmtpd "$@")
+# - make: builds jemalloc, the binary's allocator (tikv-jemalloc-sys runs configure and make).
+packages=(chromium chromium-driver systemd python3-aiosmtpd make "$@")
 for pkg in "${packages[@]}"; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
