@@ -404,6 +404,14 @@ where
     Ok(sender)
 }
 
+/// Drives a client connection in a task of its own, and closes it when it
+/// goes idle or the server stops.
+///
+/// The closing is a second task that aborts the first: the connection's task
+/// polls only the connection. Selecting over the connection, the idle clock
+/// and the server phase in one task polled all three on every wake-up, about
+/// 3 % of an allowed request's instructions; the watcher wakes only when its
+/// timer fires, the phase changes or the connection ends.
 fn spawn_driver<C, E>(shared: &Arc<Shared>, connection: C, clock: Arc<Clock>)
 where
     C: std::future::Future<Output = Result<(), E>> + Send + 'static,
@@ -411,14 +419,18 @@ where
 {
     let idle = shared.settings.idle_timeout;
     let mut phase = shared.phase.clone();
+    let mut driver = tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(error = %e, "upstream connection ended with an error");
+        }
+    });
     tokio::spawn(async move {
         tokio::select! {
-            result = connection => if let Err(e) = result {
-                tracing::debug!(error = %e, "upstream connection ended with an error");
-            },
+            _ = &mut driver => return,
             () = clock.expired(idle) => tracing::debug!("upstream connection idle: closed"),
             _ = phase.wait_for(|p| *p == Phase::Stopped) => {}
         }
+        driver.abort();
     });
 }
 

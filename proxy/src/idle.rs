@@ -1,50 +1,57 @@
 //! Idle timeouts for byte streams that have no request structure to time.
 //!
-//! In: any stream. Out: [`Activity`], the same stream noting the time of every
-//! read and write in a shared [`Clock`]; [`Clock::expired`] completes once nothing
+//! In: any stream. Out: [`Activity`], the same stream noting every read and
+//! write in a shared [`Clock`]; [`Clock::expired`] completes once nothing
 //! moved for the idle time; [`splice`] copies both ways until either side closes
 //! or the pair goes idle. Used for spliced and intercepted tunnels and for
 //! upstream connections, so a silent peer never holds a task forever.
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 
-/// The last time any wrapped stream moved, in milliseconds since `start`.
-#[derive(Debug)]
+/// Whether any wrapped stream moved since the clock last looked.
+///
+/// A read or write only sets a flag: no clock is read per I/O (for every
+/// forwarded request that was two reads of the system clock and an atomic
+/// read-modify-write). [`expired`](Clock::expired) looks at the flag
+/// [`CHECKS`] times per idle period instead, so a silent stream is closed
+/// after between `idle` and `idle + idle / CHECKS` of silence.
+#[derive(Debug, Default)]
 pub struct Clock {
-    start: Instant,
-    last_ms: AtomicU64,
+    moved: AtomicBool,
 }
 
+/// How many times per idle period [`Clock::expired`] looks for activity.
+pub const CHECKS: u32 = 8;
+
 impl Clock {
-    /// A clock that starts now.
+    /// A clock whose idle time starts now.
     pub fn new() -> Arc<Clock> {
-        Arc::new(Clock {
-            start: Instant::now(),
-            last_ms: AtomicU64::new(0),
-        })
+        Arc::default()
     }
 
     fn touch(&self) {
-        let ms = self.start.elapsed().as_millis() as u64;
-        self.last_ms.fetch_max(ms, Ordering::Relaxed);
+        self.moved.store(true, Ordering::Relaxed);
     }
 
-    /// Completes once nothing moved for `idle`.
+    /// Completes once nothing moved for `idle` (and at most `idle / CHECKS` more).
     pub async fn expired(&self, idle: Duration) {
+        let step = (idle / CHECKS).max(Duration::from_millis(1));
+        let mut quiet_since = Instant::now();
         loop {
-            let last = self.start + Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
-            let deadline = last + idle;
-            if Instant::now() >= deadline {
+            tokio::time::sleep(step).await;
+            let now = Instant::now();
+            if self.moved.swap(false, Ordering::Relaxed) {
+                quiet_since = now;
+            } else if now.duration_since(quiet_since) >= idle {
                 return;
             }
-            tokio::time::sleep_until(deadline).await;
         }
     }
 }
@@ -198,5 +205,30 @@ mod tests {
         let (b, _b_peer) = tokio::io::duplex(64);
         let end = splice(a, b, Duration::from_secs(30)).await;
         assert!(matches!(end, SpliceEnd::Idle), "{end:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_clock_expires_only_after_the_idle_time_of_silence() {
+        let idle = Duration::from_secs(80);
+        let clock = Clock::new();
+        let start = Instant::now();
+        let watcher = tokio::spawn({
+            let clock = clock.clone();
+            async move { clock.expired(idle).await }
+        });
+        // Activity every 30 s for 5 minutes keeps it open.
+        for _ in 0..10 {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            clock.touch();
+        }
+        assert!(!watcher.is_finished(), "expired while streams were moving");
+        let last = Instant::now();
+        watcher.await.expect("the watcher");
+        let silence = Instant::now() - last;
+        assert!(
+            silence >= idle && silence <= idle + idle / CHECKS,
+            "expired after {silence:?} of silence (idle {idle:?})"
+        );
+        assert!(last - start >= Duration::from_secs(300));
     }
 }

@@ -15,6 +15,7 @@ use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::{Duration, SystemTime};
 
 use hyper::service::service_fn;
@@ -278,6 +279,9 @@ async fn serve_plain(shared: Arc<Shared>, stream: TcpStream, conn: Arc<ConnInfo>
         .serve_connection(io, svc)
         .with_upgrades();
     let mut phase = shared.phase.clone();
+    // Says whether the phase moved without borrowing `phase`, which the
+    // pending `changed()` holds.
+    let probe = shared.phase.clone();
     tokio::pin!(connection);
     let mut draining = false;
     loop {
@@ -288,16 +292,43 @@ async fn serve_plain(shared: Arc<Shared>, stream: TcpStream, conn: Arc<ConnInfo>
         if *phase.borrow() == Phase::Stopped {
             return;
         }
-        tokio::select! {
-            result = connection.as_mut() => {
+        // The connection is polled on every wake-up; the phase future only
+        // once (which registers this task to be woken by a change) and then
+        // only after a change. Polling both every time, as `select!` does,
+        // cost ~2 % of an allowed request's instructions.
+        let mut changed = std::pin::pin!(phase.changed());
+        let mut registered = false;
+        let woke = std::future::poll_fn(|cx| {
+            if let Poll::Ready(result) = connection.as_mut().poll(cx) {
+                return Poll::Ready(Woke::Ended(result));
+            }
+            if !registered || probe.has_changed().unwrap_or(true) {
+                registered = true;
+                if let Poll::Ready(changed) = changed.as_mut().poll(cx) {
+                    return Poll::Ready(Woke::Phase(changed.is_ok()));
+                }
+            }
+            Poll::Pending
+        })
+        .await;
+        match woke {
+            Woke::Ended(result) => {
                 if let Err(e) = result {
                     tracing::debug!(error = %e, "connection ended with an error");
                 }
                 return;
             }
-            changed = phase.changed() => if changed.is_err() { return },
+            Woke::Phase(true) => {}
+            Woke::Phase(false) => return,
         }
     }
+}
+
+/// Why a connection's task woke: its connection ended, or the phase changed
+/// (`false`: the sender is gone).
+enum Woke {
+    Ended(Result<(), hyper::Error>),
+    Phase(bool),
 }
 
 /// The HTTP/1.1 server settings shared by listeners and intercepted tunnels.

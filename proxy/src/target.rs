@@ -97,22 +97,53 @@ impl TunnelName {
 
 /// `host:port`, with brackets around IPv6.
 pub fn authority_text(host: &CanonicalHost, port: u16) -> String {
-    match host.ip() {
-        Some(std::net::IpAddr::V6(_)) => format!("[{host}]:{port}"),
-        _ => format!("{host}:{port}"),
-    }
+    let mut text = bracketed(host, 6);
+    text.push(':');
+    push_port(&mut text, port);
+    text
 }
 
 /// What `Host` a forwarded request carries: the port only when it is not the
 /// scheme's default.
 pub fn host_header_text(host: &CanonicalHost, port: u16, scheme: Scheme) -> String {
     if port == scheme.default_port() {
-        match host.ip() {
-            Some(std::net::IpAddr::V6(_)) => format!("[{host}]"),
-            _ => host.to_string(),
-        }
+        bracketed(host, 0)
     } else {
         authority_text(host, port)
+    }
+}
+
+/// The host, in brackets when it is IPv6, with room for `extra` more bytes.
+/// Built by hand rather than with `format!`: this runs for every forwarded
+/// request, and the formatting machinery cost more than the copy.
+fn bracketed(host: &CanonicalHost, extra: usize) -> String {
+    let v6 = matches!(host.ip(), Some(std::net::IpAddr::V6(_)));
+    let mut text = String::with_capacity(host.as_str().len() + extra + 2);
+    if v6 {
+        text.push('[');
+    }
+    text.push_str(host.as_str());
+    if v6 {
+        text.push(']');
+    }
+    text
+}
+
+/// Appends a port in decimal.
+fn push_port(text: &mut String, port: u16) {
+    let mut digits = [0u8; 5];
+    let mut at = digits.len();
+    let mut rest = port;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    for &d in &digits[at..] {
+        text.push(char::from(d));
     }
 }
 
@@ -311,6 +342,31 @@ mod tests {
 
     fn never_self(_: &CanonicalHost, _: u16) -> bool {
         false
+    }
+
+    #[test]
+    fn authorities_and_host_headers_bracket_ipv6_and_drop_only_the_default_port() {
+        let host = |text: &str| canonicalize_authority(text).expect("a host").0;
+        for (name, port, authority, http_host) in [
+            ("Example.COM.", 80, "example.com:80", "example.com"),
+            ("example.com", 8080, "example.com:8080", "example.com:8080"),
+            ("127.0.0.1", 1, "127.0.0.1:1", "127.0.0.1:1"),
+            ("[::1]", 65535, "[::1]:65535", "[::1]:65535"),
+            ("[2001:DB8::1]", 80, "[2001:db8::1]:80", "[2001:db8::1]"),
+            ("10.0.0.9", 443, "10.0.0.9:443", "10.0.0.9:443"),
+        ] {
+            let h = host(name);
+            assert_eq!(authority_text(&h, port), authority, "{name}");
+            assert_eq!(
+                host_header_text(&h, port, Scheme::Http),
+                http_host,
+                "{name}"
+            );
+        }
+        assert_eq!(
+            host_header_text(&host("a.test"), 443, Scheme::Https),
+            "a.test"
+        );
     }
 
     #[test]
