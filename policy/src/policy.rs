@@ -207,6 +207,10 @@ impl EntrySet {
     /// The first entry that matches the request, if any: domains, then URL prefixes
     /// (most specific host first), then keywords.
     fn find(&self, url: &CanonicalUrl) -> Option<&Entry> {
+        // Most bands have no `[allow]` or `[deny]` of their own: nothing to walk.
+        if self.entries.is_empty() {
+            return None;
+        }
         for suffix in host_suffixes(url.host()) {
             if let Some(&i) = self.domains.get(suffix) {
                 return Some(&self.entries[i]);
@@ -287,11 +291,12 @@ pub struct Policy {
 /// an IP literal yields only itself.
 pub fn host_suffixes(host: &CanonicalHost) -> impl Iterator<Item = &str> {
     let text = host.as_str();
-    let walk = host.ip().is_none();
+    // An IP literal is not searched for dots at all.
+    let parents = if host.ip().is_none() { text } else { "" };
     std::iter::once(text).chain(
-        text.match_indices('.')
-            .filter(move |_| walk)
-            .map(move |(i, _)| &text[i + 1..]),
+        parents
+            .match_indices('.')
+            .map(move |(i, _)| &parents[i + 1..]),
     )
 }
 

@@ -83,6 +83,8 @@ pub(crate) struct ConnInfo {
     /// The login verified on this connection: later requests without
     /// credentials keep it (tunnels carry their own copy of the identity).
     pub login: Mutex<Option<accounts::VerifiedAccount>>,
+    /// The last authority a request named, canonicalised.
+    pub authority: target::LastAuthority,
 }
 
 impl ConnInfo {
@@ -95,6 +97,7 @@ impl ConnInfo {
             gate: Arc::default(),
             requests: AtomicU64::new(0),
             login: Mutex::new(None),
+            authority: target::LastAuthority::default(),
         }
     }
 }
@@ -436,7 +439,7 @@ async fn route_plain(
     .then(|| hyper::upgrade::on(&mut req));
     let snap = shared.snapshots.load_full();
     let (parts, body) = req.into_parts();
-    let target = match target::classify(&parts, |h, p| shared.is_self(h, p)) {
+    let target = match target::classify_on(&parts, |h, p| shared.is_self(h, p), &conn.authority) {
         Ok(target) => target,
         Err(e) => {
             tracing::info!(error = %e, "request target refused");
