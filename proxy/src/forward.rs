@@ -113,7 +113,9 @@ pub(crate) fn upstream_request(
 pub(crate) fn client_response(response: Response<Incoming>) -> Response<Body> {
     let (mut parts, body) = response.into_parts();
     strip_hop_by_hop(&mut parts.headers);
-    parts.headers.remove(header::ALT_SVC);
+    if parts.headers.keys().any(|name| name == header::ALT_SVC) {
+        parts.headers.remove(header::ALT_SVC);
+    }
     parts.version = Version::HTTP_11;
     Response::from_parts(parts, body.map_err(Into::into).boxed())
 }
@@ -159,7 +161,7 @@ pub(crate) async fn plain(
         .as_ref()
         .and_then(|_| upgrade_request(&parts.headers));
     let extra = with_upgrade(rewrite.headers, upgrade.as_ref());
-    let body = body.map_err(Into::into).boxed();
+    let body = crate::request_body(body);
     let req = upstream_request(
         parts,
         body,

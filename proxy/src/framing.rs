@@ -208,6 +208,8 @@ pub const REJECTED_HEADER: &str = "hallpass-rejected";
 
 /// [`REJECTED_HEADER`] as a header name, for lookups that would otherwise parse it.
 pub const REJECTED_HEADER_NAME: http::HeaderName = http::HeaderName::from_static(REJECTED_HEADER);
+/// The path of the synthetic request that carries a rejection.
+pub const REJECTED_PATH: &str = "/hallpass-rejected";
 
 /// Checks one request head: everything up to and including the empty line.
 ///
@@ -801,7 +803,7 @@ impl<T> FramingGuard<T> {
 /// The request hyper sees in place of a refused one.
 fn synthetic_request(v: Violation) -> String {
     format!(
-        "GET /{REJECTED_HEADER} HTTP/1.1\r\n{REJECTED_HEADER}: {}\r\nconnection: close\r\n\r\n",
+        "GET {REJECTED_PATH} HTTP/1.1\r\n{REJECTED_HEADER}: {}\r\nconnection: close\r\n\r\n",
         v.code()
     )
 }

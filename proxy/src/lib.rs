@@ -99,6 +99,20 @@ pub fn full_body(bytes: impl Into<Bytes>) -> Body {
         .boxed()
 }
 
+/// A client's request body as forwarded: no body at all when the client sent
+/// none (boxing an empty body allocates nothing, where boxing hyper's empty
+/// `Incoming` took an allocation per request), else the stream itself.
+pub(crate) fn request_body(body: hyper::body::Incoming) -> Body {
+    use hyper::body::Body as _;
+    if body.is_end_stream() {
+        http_body_util::Empty::new()
+            .map_err(|never| match never {})
+            .boxed()
+    } else {
+        body.map_err(Into::into).boxed()
+    }
+}
+
 /// The proxy's runtime settings: `[proxy]` of `hallpass.toml` with paths resolved.
 ///
 /// Read once at start. A reload (SIGHUP) swaps the policy and lists; listeners,

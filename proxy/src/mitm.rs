@@ -30,7 +30,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use http::{Request, Response, Uri, Version};
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 use hyper::service::service_fn;
@@ -753,7 +752,7 @@ async fn forward_tunneled(
         .as_ref()
         .and_then(|_| forward::upgrade_request(&parts.headers));
     let extra = forward::with_upgrade(rewrite.headers, upgrade.as_ref());
-    let body = body.map_err(Into::into).boxed();
+    let body = crate::request_body(body);
     let request = if ctx.upstream.is_h2() {
         let uri: Uri = format!(
             "https://{}{path_and_query}",

@@ -31,7 +31,7 @@ use crate::auth::{self, Identity};
 use crate::block::{BlockPage, PageKind, References};
 use crate::ca::LeafCache;
 use crate::events::EventQueue;
-use crate::framing::{REJECTED_HEADER_NAME, UpgradeGate, Violation};
+use crate::framing::{REJECTED_HEADER_NAME, REJECTED_PATH, UpgradeGate, Violation};
 use crate::listen::{Active, PerIpLimit, Phase};
 use crate::snapshot::Snapshot;
 use crate::target::{self, Target, TargetError};
@@ -318,6 +318,12 @@ pub(crate) fn plain_refusal(status: StatusCode, message: &str) -> Response<Body>
 
 /// The response to the framing guard's synthetic request.
 pub(crate) fn violation_response(req: &Request<Incoming>) -> Option<Response<Body>> {
+    // The synthetic request's path first: a string comparison, where the
+    // header lookup hashes a name. A client's own request can never carry
+    // the header (the guard refuses it), so the path alone decides nothing.
+    if req.uri().path() != REJECTED_PATH {
+        return None;
+    }
     let code = req.headers().get(REJECTED_HEADER_NAME)?;
     let violation = code
         .to_str()
@@ -475,7 +481,9 @@ async fn route_plain(
     };
     access.who = identity.who.clone();
     access.group = Some(identity.group.clone());
-    tracing::Span::current().record("group", &*identity.group);
+    // The debug-level `request` span (see the module); looked up once.
+    let span = tracing::Span::current();
+    span.record("group", &*identity.group);
     // A clone of a standard method allocates nothing.
     let method_owned = parts.method.clone();
     let method = method_owned.as_str();
@@ -497,11 +505,11 @@ async fn route_plain(
             )
             .await;
     };
-    tracing::Span::current().record("band", &*band.name);
+    span.record("band", &*band.name);
     match target {
         Target::Local { .. } => unreachable_local(),
         Target::Connect { host, port } => {
-            tracing::Span::current().record("host", host.as_str());
+            span.record("host", host.as_str());
             access.url = Some(target::authority_text(&host, port));
             let req = Request::from_parts(parts, body);
             crate::connect::handle(
@@ -517,7 +525,7 @@ async fn route_plain(
             .await
         }
         Target::Forward(url) => {
-            tracing::Span::current().record("host", url.host().as_str());
+            span.record("host", url.host().as_str());
             access.url = Some(url.redacted());
             let decision = match filter::decide(&snap, group, &url) {
                 Ok(decision) => decision,

@@ -195,7 +195,10 @@ pub fn parse_connect_target(target: &str) -> Result<(CanonicalHost, u16), Target
 /// byte for byte, the answer is too. It was ~4 % of an allowed request's
 /// instructions.
 #[derive(Debug, Default)]
-pub struct LastAuthority(std::sync::Mutex<Option<(Box<str>, CanonicalHost, Option<u16>)>>);
+pub struct LastAuthority(std::sync::Mutex<Option<Remembered>>);
+
+/// An authority's text and its canonical host and port.
+type Remembered = (Box<str>, CanonicalHost, Option<u16>);
 
 impl LastAuthority {
     /// [`canonicalize_authority`], answered from the last call when `text` is
