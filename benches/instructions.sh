@@ -74,11 +74,12 @@ count() {
     }
     wait_for "$url"
     TARGET="http://$HTTP/" taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d3s -s benches/load/proxy.lua "$url/" >/dev/null
-    callgrind_control -i on "$pid" >/dev/null
+    callgrind_control -i on "$pid" >/dev/null 2>&1
     requests=$(TARGET="http://$HTTP/" taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" -s benches/load/proxy.lua "$url/" |
         awk '/requests in/ {print $1}')
-    callgrind_control -i off "$pid" >/dev/null
-    kill -INT "$pid"
+    callgrind_control -i off "$pid" >/dev/null 2>&1
+    # SIGTERM: a background job of a script ignores SIGINT unless it installs a handler.
+    kill -TERM "$pid"
     wait "$pid" || true
     collected=$(sed -n 's/.*Collected : \([0-9]*\).*/\1/p' "$WORK/$name.err")
     [ -n "$collected" ] && [ "${requests:-0}" -gt 0 ] || { echo "benches/instructions.sh: no count for $name" >&2; cat "$WORK/$name.err" >&2; exit 1; }
