@@ -24,12 +24,9 @@ done
 [ -d "$SHARED/ut1" ] || { echo "benches/ab.sh: $SHARED/ut1 is missing" >&2; exit 1; }
 cargo build --release --quiet --example bench-origin
 
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
-trap cleanup EXIT
 # shellcheck source=benches/common.sh
 . benches/common.sh
+bench_workdir
 start_origin 127.0.0.1:0
 write_padding
 big_policy "" "${BIG_POLICY_BLOCKS[@]}" >"$WORK/policy.toml"

@@ -1,6 +1,15 @@
-# Shared by benches/load.sh and benches/reload.sh (sourced, not run): the local
-# origin and the ~1 M-domain policy both measure against. Expects ROOT, WORK,
-# SHARED and the PIDS array to be set by the caller.
+# Shared by benches/load.sh, reload.sh, ab.sh and instructions.sh (sourced,
+# not run): the local origin and the ~1 M-domain policy they measure against.
+# Expects ROOT and SHARED to be set by the caller; bench_workdir sets WORK and
+# PIDS.
+
+# bench_workdir: a temporary folder in WORK, removed on exit together with
+# every process whose pid the caller adds to PIDS.
+bench_workdir() {
+    WORK=$(mktemp -d)
+    PIDS=()
+    trap 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"' EXIT
+}
 
 # start_origin ADDR: bench-origin on core 1, HTTPS on ADDR; sets HTTP, HTTPS,
 # HTTP_PORT and HTTPS_PORT, and adds its pid to PIDS.

@@ -30,12 +30,9 @@ BINARIES=("$@")
 [ ${#BINARIES[@]} -gt 0 ] || BINARIES=("$ROOT/target/release/hallpass")
 for i in "${!BINARIES[@]}"; do BINARIES[i]=$(realpath "${BINARIES[i]}"); done
 
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
-trap cleanup EXIT
 # shellcheck source=benches/common.sh
 . benches/common.sh
+bench_workdir
 start_origin 127.0.0.1:0
 write_padding
 big_policy "" "${BIG_POLICY_BLOCKS[@]}" >"$WORK/policy.toml"
@@ -60,7 +57,9 @@ wait_for() {
     exit 1
 }
 
-# count NAME PROXY_URL CMD...: instructions per request of CMD under load.
+# count NAME PROXY_URL CMD...: writes the instructions per request of CMD under
+# load to $WORK/NAME.count (not printed into a command substitution: that
+# would run it in a subshell, whose PIDS the exit trap never sees).
 count() {
     local name=$1 url=$2 pid requests collected
     shift 2
@@ -83,16 +82,18 @@ count() {
     wait "$pid" || true
     collected=$(sed -n 's/.*Collected : \([0-9]*\).*/\1/p' "$WORK/$name.err")
     [ -n "$collected" ] && [ "${requests:-0}" -gt 0 ] || { echo "benches/instructions.sh: no count for $name" >&2; cat "$WORK/$name.err" >&2; exit 1; }
-    echo $((collected / requests))
+    echo $((collected / requests)) >"$WORK/$name.count"
 }
 
 echo "allowed plain HTTP, user-space instructions per request (callgrind), ${CONNECTIONS} connections, ${DURATION}s"
-floor=$(count bare - "$ROOT/target/release/examples/bench-bare-forwarder" "$HTTP")
+count bare - "$ROOT/target/release/examples/bench-bare-forwarder" "$HTTP"
+floor=$(cat "$WORK/bare.count")
 printf '%-60s %10s\n' "floor: bare hyper forwarder" "$floor"
 n=0
 for bin in "${BINARIES[@]}"; do
     n=$((n + 1))
     "$bin" -c "$WORK/hallpass.toml" ca init --force >/dev/null
-    got=$(count "hallpass$n" "http://127.0.0.1:$PROXY_PORT" "$bin" -c "$WORK/hallpass.toml" run)
+    count "hallpass$n" "http://127.0.0.1:$PROXY_PORT" "$bin" -c "$WORK/hallpass.toml" run
+    got=$(cat "$WORK/hallpass$n.count")
     printf '%-60s %10s  (%s x the floor)\n' "$bin" "$got" "$(python3 -c "print(f'{$got/$floor:.2f}')")"
 done

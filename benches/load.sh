@@ -27,13 +27,9 @@ done
 cargo build --release --quiet --bin hallpass --example bench-origin --example bench-bare-forwarder
 BIN=$ROOT/target/release/hallpass
 
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
-trap cleanup EXIT
-
 # shellcheck source=benches/common.sh
 . benches/common.sh
+bench_workdir
 # --- origin (core 1) -------------------------------------------------------
 # HTTPS on port 443 (see origin.rs: hey's TLS server name); needs root or CAP_NET_BIND_SERVICE.
 start_origin 127.0.0.1:443

@@ -34,13 +34,9 @@ done
 cargo build --release --quiet --bin hallpass --example bench-origin
 BIN=$ROOT/target/release/hallpass
 
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
-trap cleanup EXIT
-
 # shellcheck source=benches/common.sh
 . benches/common.sh
+bench_workdir
 start_origin 127.0.0.1:0
 
 # --- the ~1 M-domain policy of benches/load.sh, plus a keyword rule to flip
