@@ -40,14 +40,7 @@ start() {
     cp "$WORK/policy.toml" "$WORK/$name/policy.toml"
     {
         big_config_head
-        cat <<TOML
-[proxy]
-listen = ["127.0.0.1:$port"]
-allowed_ports = [80, 443, $HTTP_PORT]
-dangerous_allow_destinations = ["127.0.0.1:$HTTP_PORT"]
-[console]
-listen = ["127.0.0.1:$console"]
-TOML
+        plain_proxy_section "$port" "$console"
     } >"$WORK/$name/hallpass.toml"
     "$bin" -c "$WORK/$name/hallpass.toml" ca init >/dev/null
     taskset -c 0 "$bin" -c "$WORK/$name/hallpass.toml" run >"$WORK/$name/proxy.log" 2>&1 &

@@ -90,6 +90,19 @@ path = "$ROOT/blocklists/lists/baseline"
 TOML
 }
 
+# plain_proxy_section PORT [CONSOLE_PORT]: the [proxy] section of a proxy on
+# PORT that may reach the origin's plain-HTTP port, and a [console] on
+# CONSOLE_PORT when one is given (big_config_head writes the rest).
+plain_proxy_section() {
+    cat <<TOML
+[proxy]
+listen = ["127.0.0.1:$1"]
+allowed_ports = [80, 443, $HTTP_PORT]
+dangerous_allow_destinations = ["127.0.0.1:$HTTP_PORT"]
+TOML
+    [ -z "${2:-}" ] || printf '[console]\nlisten = ["127.0.0.1:%s"]\n' "$2"
+}
+
 # free_port: a port nobody listens on now.
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'

@@ -39,12 +39,7 @@ big_policy "" "${BIG_POLICY_BLOCKS[@]}" >"$WORK/policy.toml"
 PROXY_PORT=$(free_port)
 {
     big_config_head
-    cat <<TOML
-[proxy]
-listen = ["127.0.0.1:$PROXY_PORT"]
-allowed_ports = [80, 443, $HTTP_PORT]
-dangerous_allow_destinations = ["127.0.0.1:$HTTP_PORT"]
-TOML
+    plain_proxy_section "$PROXY_PORT"
 } >"$WORK/hallpass.toml"
 
 # wait_for URL_OF_PROXY: up to 3 minutes (loading the lists under valgrind is slow).

@@ -49,14 +49,7 @@ PROXY_PORT=$(free_port)
 CONSOLE_PORT=$(free_port)
 {
     big_config_head
-    cat <<TOML
-[proxy]
-listen = ["127.0.0.1:$PROXY_PORT"]
-allowed_ports = [80, 443, $HTTP_PORT]
-dangerous_allow_destinations = ["127.0.0.1:$HTTP_PORT"]
-[console]
-listen = ["127.0.0.1:$CONSOLE_PORT"]
-TOML
+    plain_proxy_section "$PROXY_PORT" "$CONSOLE_PORT"
 } >"$WORK/hallpass.toml"
 
 "$BIN" -c "$WORK/hallpass.toml" ca init >/dev/null
