@@ -110,6 +110,22 @@ pub fn push_ip(out: &mut String, ip: IpAddr) {
     }
 }
 
+/// Appends `value` in decimal, zero-padded to at least `width` digits, without
+/// the formatting machinery (ports in `Host` headers, numbers and timestamps in
+/// access lines: once or more for every request).
+pub fn push_decimal(out: &mut String, mut value: u64, width: usize) {
+    let mut digits = [b'0'; 20];
+    let mut at = digits.len();
+    while value > 0 || digits.len() - at < width.max(1) {
+        at -= 1;
+        digits[at] = b'0' + (value % 10) as u8;
+        value /= 10;
+    }
+    for &d in &digits[at..] {
+        out.push(char::from(d));
+    }
+}
+
 /// An address's `Display` text (see [`push_ip`]).
 pub fn ip_text(ip: IpAddr) -> String {
     let mut text = String::with_capacity(15);
@@ -671,6 +687,20 @@ fn may_be_ipv4_number(label: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decimals_are_plain_and_zero_padded_to_the_width() {
+        for (value, width, expected) in [
+            (0, 1, "0"),
+            (7, 6, "000007"),
+            (999_999, 6, "999999"),
+            (u64::MAX, 1, "18446744073709551615"),
+        ] {
+            let mut out = String::new();
+            push_decimal(&mut out, value, width);
+            assert_eq!(out, expected);
+        }
+    }
 
     #[test]
     fn push_ip_writes_what_display_writes() {

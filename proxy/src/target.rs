@@ -99,7 +99,7 @@ impl TunnelName {
 pub fn authority_text(host: &CanonicalHost, port: u16) -> String {
     let mut text = bracketed(host, 6);
     text.push(':');
-    push_port(&mut text, port);
+    policy::host::push_decimal(&mut text, u64::from(port), 1);
     text
 }
 
@@ -127,24 +127,6 @@ fn bracketed(host: &CanonicalHost, extra: usize) -> String {
         text.push(']');
     }
     text
-}
-
-/// Appends a port in decimal.
-fn push_port(text: &mut String, port: u16) {
-    let mut digits = [0u8; 5];
-    let mut at = digits.len();
-    let mut rest = port;
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (rest % 10) as u8;
-        rest /= 10;
-        if rest == 0 {
-            break;
-        }
-    }
-    for &d in &digits[at..] {
-        text.push(char::from(d));
-    }
 }
 
 /// Parses a CONNECT request target: exactly `host:port` (`[v6]:port`), no userinfo,
