@@ -28,7 +28,8 @@ mod report;
 mod run;
 mod users;
 
-/// jemalloc instead of glibc malloc: see Cargo.toml.
+/// jemalloc instead of glibc malloc: see Cargo.toml. Its options are built in
+/// (`.cargo/config.toml`).
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

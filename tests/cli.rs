@@ -371,3 +371,22 @@ fn output_that_cannot_be_written_is_an_error() {
     assert!(stderr.contains("cannot write the output"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+/// The allocator options the binary carries (src/main.rs) are the ones
+/// jemalloc reads: its own statistics, printed at exit, show them.
+#[test]
+fn the_binary_sets_its_allocator_options() {
+    let out = Command::new(env!("CARGO_BIN_EXE_hallpass"))
+        .arg("--version")
+        .env("_RJEM_MALLOC_CONF", "stats_print:true")
+        .output()
+        .expect("the hallpass binary runs");
+    assert!(out.status.success());
+    let stats = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stats
+            .lines()
+            .any(|l| l.trim() == "opt.tcache_nslots_small_min: 64"),
+        "jemalloc did not read the binary's malloc_conf:\n{stats}"
+    );
+}
