@@ -33,11 +33,16 @@ pub struct Matcher {
 /// such a name as IPv4), so a numeric last label means a dotted quad.
 #[inline]
 pub(crate) fn is_ip_literal(host: &str) -> bool {
-    if host.contains(':') {
+    // Byte scans rather than `str` char patterns, as in `for_each_suffix_hash`.
+    let host = host.as_bytes();
+    if host.contains(&b':') {
         return true;
     }
-    let last = host.rsplit('.').next().unwrap_or(host);
-    !last.is_empty() && last.bytes().all(|b| b.is_ascii_digit())
+    let last = host
+        .iter()
+        .rposition(|&b| b == b'.')
+        .map_or(host, |dot| &host[dot + 1..]);
+    !last.is_empty() && last.iter().all(u8::is_ascii_digit)
 }
 
 /// Calls `visit(suffix, fingerprint, found)` for each label-boundary suffix of
