@@ -283,7 +283,7 @@ impl CanonicalUrl {
             };
             return Err(UrlError::NotOriginForm { found });
         }
-        if let Some(at) = path_and_query.find('#') {
+        if let Some(at) = memchr::memchr(b'#', path_and_query.as_bytes()) {
             return Err(UrlError::Fragment { at });
         }
         Ok(Self::build(scheme, host, port, path_and_query))
@@ -305,13 +305,26 @@ impl CanonicalUrl {
     /// Assembles a URL from a checked host and a target that is empty or starts
     /// with `/` or `?` (no fragment).
     fn build(scheme: Scheme, host: CanonicalHost, port: Option<u16>, target: &str) -> Self {
-        let (raw_path, raw_query) = match target.split_once('?') {
-            Some((path, query)) => (path, Some(query)),
+        let (raw_path, raw_query) = match memchr::memchr(b'?', target.as_bytes()) {
+            Some(at) => (&target[..at], Some(&target[at + 1..])),
             None => (target, None),
         };
-        let shown_path = remove_dot_segments(&normalise_component(raw_path, Component::Path));
+        // Most paths and queries are canonical already: one scan says so, and
+        // they are copied rather than rebuilt (tests check that the full
+        // normalisation leaves every such text unchanged).
+        let shown_path = if is_canonical_path(raw_path) {
+            raw_path.to_owned()
+        } else {
+            remove_dot_segments(&normalise_component(raw_path, Component::Path))
+        };
         let shown_query = raw_query
-            .map(|query| normalise_component(query, Component::Query))
+            .map(|query| {
+                if is_canonical_query(query) {
+                    query.to_owned()
+                } else {
+                    normalise_component(query, Component::Query)
+                }
+            })
             .filter(|query| !query.is_empty());
         CanonicalUrl {
             scheme,
@@ -569,6 +582,48 @@ fn normalise_component(raw: &str, component: Component) -> String {
     out
 }
 
+/// Bytes that [`normalise_component`] copies unchanged into a path: not `%`,
+/// not `\\`, not [`must_encode`].
+static PATH_KEEPS: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let byte = b as u8;
+        table[b] = (byte >= 0x21 && byte <= 0x7e)
+            && !matches!(byte, b'"' | b'<' | b'>' | b'`' | b'{' | b'}' | b'%' | b'\\');
+        b += 1;
+    }
+    table
+};
+
+/// Whether `remove_dot_segments(normalise_component(path))` is `path` itself:
+/// it starts with `/`, every byte is kept as it is, and no segment but the
+/// last is empty, and none is `.` or `..`.
+fn is_canonical_path(path: &str) -> bool {
+    let bytes = path.as_bytes();
+    if bytes.first() != Some(&b'/') {
+        return false;
+    }
+    let mut segment_start = 1;
+    for (i, &byte) in bytes.iter().enumerate().skip(1) {
+        if byte == b'/' {
+            if matches!(&bytes[segment_start..i], b"" | b"." | b"..") {
+                return false;
+            }
+            segment_start = i + 1;
+        } else if !PATH_KEEPS[usize::from(byte)] {
+            return false;
+        }
+    }
+    !matches!(&bytes[segment_start..], b"." | b"..")
+}
+
+/// Whether `normalise_component(query)` is `query` itself: no `%` and no
+/// byte to encode (`\\` is kept in a query).
+fn is_canonical_query(query: &str) -> bool {
+    query.bytes().all(|byte| byte != b'%' && !must_encode(byte))
+}
+
 /// Removes `.` and `..` segments (RFC 3986 §5.2.4, never above the root) and
 /// merges runs of `/`. The input is empty or starts with `/`; so does the
 /// output, which is `/` when nothing is left. A trailing `/`, `/.` or `/..` leaves
@@ -671,6 +726,55 @@ fn redact_query(query: &str, out: &mut String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 4096, ..ProptestConfig::default() })]
+
+        /// The copy-as-is shortcut of `build` never changes a result: what
+        /// it calls canonical, the full normalisation leaves unchanged.
+        #[test]
+        fn the_canonical_shortcuts_agree_with_full_normalisation(
+            // Slash-separated runs of short segments (so that many inputs are
+            // canonical), drawn from bytes that normalising keeps, changes or
+            // encodes, dots and empty segments among them.
+            text in "(/[.a-zA-Z0-9%\\\\?&= \"<>`{}~_\\-\u{7f}\u{e9}]{0,3}){0,6}/?"
+        ) {
+            if is_canonical_path(&text) {
+                prop_assert_eq!(
+                    remove_dot_segments(&normalise_component(&text, Component::Path)),
+                    text.clone()
+                );
+            }
+            if is_canonical_query(&text) {
+                prop_assert_eq!(normalise_component(&text, Component::Query), text.clone());
+            }
+        }
+    }
+
+    #[test]
+    fn canonical_paths_and_queries_are_recognised() {
+        for path in [
+            "/",
+            "/a",
+            "/a/",
+            "/a/b.html",
+            "/a/...",
+            "/.well-known/x",
+            "/A/B;c=d:e@f",
+        ] {
+            assert!(is_canonical_path(path), "{path:?}");
+        }
+        for path in [
+            "", "a", "//", "/a//b", "/a/.", "/a/..", "/./a", "/../a", "/a%41", "/a\\b", "/a b",
+            "/a\"b", "/\u{e9}",
+        ] {
+            assert!(!is_canonical_path(path), "{path:?}");
+        }
+        assert!(is_canonical_query("q=a&b=c\\d/./.."));
+        assert!(!is_canonical_query("q=%41"));
+        assert!(!is_canonical_query("q=<b>"));
+    }
 
     #[test]
     fn dot_segments_and_slashes() {
