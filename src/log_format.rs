@@ -97,6 +97,7 @@ static NEEDS_ESCAPE: [bool; 256] = {
 /// "Determine if a word has a byte less than n" and "... equal to n"): exact as
 /// yes/no answers, and ~2 instructions a byte where the table costs ~5. The
 /// strings of an access line are ~150 bytes.
+#[inline]
 fn needs_escape(text: &[u8]) -> bool {
     const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
     const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
@@ -125,17 +126,28 @@ fn needs_escape(text: &[u8]) -> bool {
 
 /// Appends `text` as a JSON string: copied whole when nothing in it needs
 /// escaping, else through `serde_json`.
+/// Inlined where it is used (a line writes ~14 strings, most a few bytes
+/// long, so the call itself was a good part of the cost); the rare escaping
+/// path is not.
+#[inline]
 fn push_json_str(out: &mut String, text: &str) {
     if needs_escape(text.as_bytes()) {
-        // Serialising a str cannot fail; the fallback only guards the shape.
-        match serde_json::to_string(text) {
-            Ok(quoted) => out.push_str(&quoted),
-            Err(_) => out.push_str("\"\""),
-        }
+        push_escaped(out, text);
     } else {
+        out.reserve(text.len() + 2);
         out.push('"');
         out.push_str(text);
         out.push('"');
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn push_escaped(out: &mut String, text: &str) {
+    // Serialising a str cannot fail; the fallback only guards the shape.
+    match serde_json::to_string(text) {
+        Ok(quoted) => out.push_str(&quoted),
+        Err(_) => out.push_str("\"\""),
     }
 }
 

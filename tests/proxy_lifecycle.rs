@@ -41,6 +41,49 @@ async fn an_idle_keep_alive_connection_is_closed() {
     assert!(String::from_utf8_lossy(&buf).starts_with("HTTP/1.1 200"));
 }
 
+/// Each wait for a head has its own deadline: the one of a wait that ended
+/// (its head came) never cuts a later wait short, and the last wait still ends
+/// the connection.
+#[tokio::test]
+async fn requests_closer_together_than_the_header_timeout_keep_the_connection() {
+    let p = harness::start_with(Options::proxy("header_read_timeout = \"500ms\"")).await;
+    let stream = TcpStream::connect(p.addr).await.expect("connect");
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .expect("handshake");
+    let connection = tokio::spawn(connection);
+    let url = p.http_url("allowed.test", "/");
+    // Four requests 300 ms apart: the later ones come after the first wait's
+    // deadline had passed.
+    for n in 0..4 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let request = hyper::Request::get(&url)
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .expect("request");
+        let response = sender
+            .send_request(request)
+            .await
+            .unwrap_or_else(|e| panic!("request {n} on the kept connection: {e}"));
+        assert_eq!(response.status(), 200);
+        http_body_util::BodyExt::collect(response.into_body())
+            .await
+            .expect("body");
+    }
+    let idle_from = Instant::now();
+    // How the client's side of the connection ended (a clean close or an
+    // error) does not matter here, only that the proxy ended it.
+    let _ended = tokio::time::timeout(Duration::from_secs(5), connection)
+        .await
+        .expect("the proxy closed the idle connection")
+        .expect("the connection task");
+    assert!(
+        idle_from.elapsed() >= Duration::from_millis(400),
+        "closed {:?} after the last response",
+        idle_from.elapsed()
+    );
+}
+
 #[tokio::test]
 async fn a_slow_response_is_not_cut_by_the_header_timeout() {
     let p = harness::start_with(Options::proxy("header_read_timeout = \"300ms\"")).await;

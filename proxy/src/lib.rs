@@ -36,6 +36,7 @@ pub mod events;
 pub mod filter;
 pub mod forward;
 pub mod framing;
+mod head_timer;
 pub mod idle;
 pub mod listen;
 pub mod metrics;

@@ -19,7 +19,7 @@ use std::task::Poll;
 use std::time::{Duration, SystemTime};
 
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, Semaphore, watch};
 use tracing::Instrument;
@@ -335,9 +335,10 @@ enum Woke {
 pub(crate) fn http1_builder(shared: &Shared) -> hyper::server::conn::http1::Builder {
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
-        .timer(TokioTimer::new())
-        // hyper starts this timer whenever it waits for a head, so it also bounds
-        // how long an idle keep-alive connection stays open.
+        // One timer per connection (see head_timer). hyper starts it whenever
+        // it waits for a head, so it also bounds how long an idle keep-alive
+        // connection stays open.
+        .timer(crate::head_timer::HeadTimer::default())
         .header_read_timeout(shared.settings.header_read_timeout)
         .keep_alive(true)
         // Above the guard's own limit, so the guard's 431 is what clients see.
