@@ -27,6 +27,7 @@ pub mod event;
 pub mod host;
 mod model;
 pub mod policy;
+pub mod scan;
 pub mod service;
 pub mod source;
 pub mod url;

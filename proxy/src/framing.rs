@@ -326,18 +326,16 @@ impl<'a> Iterator for CrlfLines<'a> {
 /// `METHOD SP request-target SP HTTP/1.1`, with single spaces. Returns the method
 /// and whether the version is HTTP/1.0.
 fn check_request_line(line: &[u8]) -> Result<(&[u8], bool), Violation> {
-    let mut parts = line.split(|&b| b == b' ');
-    let (Some(method), Some(target), Some(version), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(Violation::BadRequestLine);
-    };
+    // The spaces found with memchr; a third space would be inside `version`,
+    // which then matches neither version.
+    let (method, rest) = split_at_space(line).ok_or(Violation::BadRequestLine)?;
+    let (target, version) = split_at_space(rest).ok_or(Violation::BadRequestLine)?;
     if method.is_empty() || !method.iter().all(|&b| is_token(b)) {
         return Err(Violation::BadRequestLine);
     }
     // Visible ASCII only: browsers percent-encode everything else, and raw bytes
     // above 0x7f are read differently by different parsers.
-    if target.is_empty() || !target.iter().all(|&b| (0x21..=0x7e).contains(&b)) {
+    if target.is_empty() || !is_visible_ascii(target) {
         return Err(Violation::BadRequestLine);
     }
     match version {
@@ -347,20 +345,44 @@ fn check_request_line(line: &[u8]) -> Result<(&[u8], bool), Violation> {
     }
 }
 
+/// The text before the first space and the text after it.
+fn split_at_space(text: &[u8]) -> Option<(&[u8], &[u8])> {
+    memchr::memchr(b' ', text).map(|at| (&text[..at], &text[at + 1..]))
+}
+
+/// Every byte is visible ASCII (0x21 to 0x7e), eight at a time: a request
+/// target is the longest text of most heads.
+fn is_visible_ascii(text: &[u8]) -> bool {
+    use policy::scan::{any_byte, has_byte, has_high, has_less};
+    !any_byte(
+        text,
+        |word| has_less(word, 0x21) || has_byte(word, 0x7f) || has_high(word),
+        |b| !(0x21..=0x7e).contains(&b),
+    )
+}
+
+/// No byte of a field value is a control byte other than HTAB (obs-text,
+/// 0x80 and above, is allowed), eight at a time.
+fn is_field_value(value: &[u8]) -> bool {
+    use policy::scan::{any_byte, has_byte, has_less};
+    !any_byte(
+        value,
+        |word| has_less(word, 0x20) || has_byte(word, 0x7f),
+        |b| b != b'\t' && (b < 0x20 || b == 0x7f),
+    )
+}
+
 /// `name: value`, with no whitespace before the colon and no control bytes.
 fn split_header_line(line: &[u8]) -> Result<(&[u8], &[u8]), Violation> {
     if line.first().is_some_and(|&b| b == b' ' || b == b'\t') {
         return Err(Violation::ObsFold);
     }
-    let colon = line
-        .iter()
-        .position(|&b| b == b':')
-        .ok_or(Violation::InvalidHeaderName)?;
+    let colon = memchr::memchr(b':', line).ok_or(Violation::InvalidHeaderName)?;
     let (name, value) = (&line[..colon], &line[colon + 1..]);
     if name.is_empty() || !name.iter().all(|&b| is_token(b)) {
         return Err(Violation::InvalidHeaderName);
     }
-    if !value.iter().all(|&b| b == b'\t' || b >= 0x20 && b != 0x7f) {
+    if !is_field_value(value) {
         return Err(Violation::InvalidHeaderValue);
     }
     Ok((name, trim_ows(value)))
