@@ -52,6 +52,47 @@ async fn allowed_http_reaches_the_origin_rebuilt() {
     }
 }
 
+/// Requests on one client connection to one host and then another: each is
+/// forwarded with its own `Host`, whether its upstream connection was kept
+/// from the request before or opened for it.
+#[tokio::test]
+async fn each_request_on_a_kept_connection_carries_its_own_host() {
+    let p = harness::start().await;
+    let stream = tokio::net::TcpStream::connect(p.addr)
+        .await
+        .expect("connect");
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .expect("handshake");
+    tokio::spawn(connection);
+    let hosts = [
+        "allowed.test",
+        "allowed.test",
+        "splice.test",
+        "allowed.test",
+    ];
+    for host in hosts {
+        let request = Request::get(p.http_url(host, "/"))
+            .body(Full::new(Bytes::new()))
+            .expect("request");
+        let response = sender.send_request(request).await.expect("response");
+        assert_eq!(response.status(), 200, "{host}");
+        http_body_util::BodyExt::collect(response.into_body())
+            .await
+            .expect("body");
+    }
+    let seen: Vec<String> = p
+        .http
+        .requests()
+        .iter()
+        .map(|r| r.headers["host"].to_str().unwrap_or("?").to_string())
+        .collect();
+    let port = p.http.addr.port();
+    let expected: Vec<String> = hosts.iter().map(|h| format!("{h}:{port}")).collect();
+    assert_eq!(seen, expected);
+}
+
 #[tokio::test]
 async fn blocked_http_gets_the_block_page_and_an_event() {
     let p = harness::start().await;

@@ -75,7 +75,7 @@ pub(crate) fn upstream_request(
     body: Body,
     uri: Uri,
     version: Version,
-    host_header: Option<&str>,
+    host_header: Option<HeaderValue>,
     extra: &[(HeaderName, HeaderValue)],
 ) -> Result<Request<Body>, UpstreamError> {
     strip_hop_by_hop(&mut parts.headers);
@@ -88,12 +88,8 @@ pub(crate) fn upstream_request(
         }
     }
     match host_header {
-        Some(host) => {
-            let value = HeaderValue::from_str(host).map_err(|e| UpstreamError::Exchange {
-                host: host.to_string(),
-                message: e.to_string(),
-            })?;
-            // Replaces every `Host` the client sent.
+        // Replaces every `Host` the client sent.
+        Some(value) => {
             parts.headers.insert(header::HOST, value);
         }
         None => {
@@ -120,6 +116,19 @@ pub(crate) fn client_response(response: Response<Incoming>) -> Response<Body> {
     Response::from_parts(parts, body.map_err(Into::into).boxed())
 }
 
+/// The `Host` value of a forwarded request (see [`target::host_header_text`]).
+pub(crate) fn host_value(
+    host: &CanonicalHost,
+    port: u16,
+    scheme: Scheme,
+) -> Result<HeaderValue, UpstreamError> {
+    let text = target::host_header_text(host, port, scheme);
+    HeaderValue::from_str(&text).map_err(|e| UpstreamError::Exchange {
+        host: text,
+        message: e.to_string(),
+    })
+}
+
 /// An origin-form URI (`/path?query`) from a path and query.
 fn origin_form(pq: http::uri::PathAndQuery) -> Uri {
     let mut parts = http::uri::Parts::default();
@@ -132,6 +141,9 @@ fn origin_form(pq: http::uri::PathAndQuery) -> Uri {
 pub(crate) struct PlainUpstream {
     host: CanonicalHost,
     port: u16,
+    /// The `Host` its requests carry, built once per connection rather than
+    /// once per request.
+    host_header: HeaderValue,
     sender: http1::SendRequest<Body>,
 }
 
@@ -156,7 +168,18 @@ pub(crate) async fn plain(
         (None, Some(pq)) => origin_form(pq.clone()),
         (None, None) => Uri::from_static("/"),
     };
-    let host_header = target::host_header_text(url.host(), url.port(), Scheme::Http);
+    // The kept connection, if it goes to the same host and port (any other
+    // is closed by dropping it).
+    let kept = conn
+        .plain_upstream
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take()
+        .filter(|k| &k.host == url.host() && k.port == url.port());
+    let host_header = match &kept {
+        Some(k) => k.host_header.clone(),
+        None => host_value(url.host(), url.port(), Scheme::Http)?,
+    };
     let upgrade = client_upgrade
         .as_ref()
         .and_then(|_| upgrade_request(&parts.headers));
@@ -167,19 +190,12 @@ pub(crate) async fn plain(
         body,
         uri,
         Version::HTTP_11,
-        Some(&host_header),
+        Some(host_header.clone()),
         &extra,
     )?;
 
-    let kept = conn
-        .plain_upstream
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .take();
     let (mut sender, reused) = match kept {
-        Some(k) if &k.host == url.host() && k.port == url.port() && k.sender.is_ready() => {
-            (k.sender, true)
-        }
+        Some(k) if k.sender.is_ready() => (k.sender, true),
         _ => (dial_plain(shared, url.host(), url.port()).await?, false),
     };
     let replay = reused.then(|| Replay::of(&req)).flatten();
@@ -209,6 +225,7 @@ pub(crate) async fn plain(
         .unwrap_or_else(|p| p.into_inner()) = Some(PlainUpstream {
         host: url.host().clone(),
         port: url.port(),
+        host_header,
         sender,
     });
     Ok(client_response(response))
@@ -548,7 +565,7 @@ mod tests {
 
     #[test]
     fn an_upstream_request_carries_one_host_and_none_of_the_clients_framing() {
-        let build = |pairs: &[(&str, &str)], host: Option<&str>| {
+        let build = |pairs: &[(&str, &str)], host: Option<&'static str>| {
             let mut req = http::Request::builder().uri("http://a.test/x");
             for (n, v) in pairs {
                 req = req.header(*n, *v);
@@ -559,7 +576,7 @@ mod tests {
                 crate::full_body(""),
                 Uri::from_static("/x"),
                 Version::HTTP_11,
-                host,
+                host.map(HeaderValue::from_static),
                 &[],
             )
             .expect("built");

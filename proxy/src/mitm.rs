@@ -763,8 +763,8 @@ async fn forward_tunneled(
         upstream_request(parts, body, uri, Version::HTTP_2, None, &extra)?
     } else {
         let uri: Uri = path_and_query.parse().map_err(invalid)?;
-        let host = target::host_header_text(url.host(), url.port(), ctx.scheme);
-        upstream_request(parts, body, uri, Version::HTTP_11, Some(&host), &extra)?
+        let host = forward::host_value(url.host(), url.port(), ctx.scheme)?;
+        upstream_request(parts, body, uri, Version::HTTP_11, Some(host), &extra)?
     };
     let mut response = ctx.upstream.send(request).await?;
     if let (Some(client), Some(_)) = (client_upgrade, &upgrade) {
