@@ -1017,6 +1017,23 @@ impl Policy {
         &self.groups[usize::from(id.0)]
     }
 
+    /// The id of the group `name`, trying `hint` (an id this group had when it
+    /// was looked up before) first: a name comparison instead of hashing the
+    /// name, and still right after a reload renumbered the groups.
+    pub fn group_id_hinted(&self, name: &str, hint: Option<GroupId>) -> Option<GroupId> {
+        match hint {
+            Some(id)
+                if self
+                    .groups
+                    .get(usize::from(id.0))
+                    .is_some_and(|g| *g.name == *name) =>
+            {
+                Some(id)
+            }
+            _ => self.group_id(name),
+        }
+    }
+
     /// The band of a group.
     pub fn band_of(&self, id: GroupId) -> &Band {
         &self.bands[self.group_band[usize::from(id.0)]].band

@@ -349,3 +349,24 @@ fn all_problems_are_reported_at_once() {
     let err = Policy::compile("p.toml", &text).expect_err("two problems");
     assert_eq!(err.0.len(), 2, "{err}");
 }
+
+/// A group id remembered from one policy is used only where the policy at hand
+/// gives it the same name; otherwise the name is looked up.
+#[test]
+fn a_remembered_group_id_is_checked_against_the_name() {
+    let policy = Policy::compile("precedence.toml", POLICY).expect("compiles");
+    let names: Vec<&str> = policy.groups().iter().map(|g| &*g.name).collect();
+    assert!(names.len() >= 2, "{names:?}");
+    let first = policy.group_id(names[0]).expect("first group");
+    let second = policy.group_id(names[1]).expect("second group");
+    assert_eq!(policy.group_id_hinted(names[0], Some(first)), Some(first));
+    // A stale hint (another group's id after a reload) is not believed.
+    assert_eq!(policy.group_id_hinted(names[0], Some(second)), Some(first));
+    assert_eq!(policy.group_id_hinted(names[1], None), Some(second));
+    // Nor is an id past the end of this policy's groups, nor an unknown name.
+    assert_eq!(
+        policy.group_id_hinted(names[1], Some(crate::policy::GroupId(u16::MAX))),
+        Some(second)
+    );
+    assert_eq!(policy.group_id_hinted("no-such-group", Some(first)), None);
+}

@@ -59,13 +59,25 @@ pub struct Identity {
     /// The group name. Kept as a name, not a [`GroupId`]: a tunnel outlives a
     /// policy reload, and ids are only meaningful within one snapshot.
     pub group: Arc<str>,
+    /// The group's id in the policy the identity was made with: tried first,
+    /// and used only when the policy at hand gives that id the same name.
+    group_hint: Option<GroupId>,
 }
 
 impl Identity {
+    /// The identity of a group of `policy`.
+    fn of_group(who: Option<Arc<str>>, policy: &Policy, id: GroupId) -> Identity {
+        Identity {
+            who,
+            group: policy.group(id).name.clone(),
+            group_hint: Some(id),
+        }
+    }
+
     /// The group's id and band in `policy`, or `None` if a reload removed the group
     /// (the caller fails closed).
     pub fn resolve<'p>(&self, policy: &'p Policy) -> Option<(GroupId, &'p Band)> {
-        let id = policy.group_id(&self.group)?;
+        let id = policy.group_id_hinted(&self.group, self.group_hint)?;
         Some((id, policy.band_of(id)))
     }
 }
@@ -324,10 +336,7 @@ impl Authenticator {
         let id = policy
             .group_for_ip(client_ip)
             .ok_or(Denied::challenge("no login and no subnet"))?;
-        Ok(Identity {
-            who: None,
-            group: policy.group(id).name.clone(),
-        })
+        Ok(Identity::of_group(None, policy, id))
     }
 
     /// Who is behind a request the proxy answers itself (the review link):
@@ -351,10 +360,9 @@ impl Authenticator {
         };
         match login {
             Some(login) => identity_for(policy, &login).ok(),
-            None => policy.group_for_ip(client_ip).map(|id| Identity {
-                who: None,
-                group: policy.group(id).name.clone(),
-            }),
+            None => policy
+                .group_for_ip(client_ip)
+                .map(|id| Identity::of_group(None, policy, id)),
         }
     }
 
@@ -436,17 +444,18 @@ impl Authenticator {
 
 /// The identity of a verified login, if the policy still has its group.
 fn identity_for(policy: &Policy, login: &VerifiedAccount) -> Result<Identity, Denied> {
-    if policy.group_id(&login.group).is_none() {
+    let Some(id) = policy.group_id(&login.group) else {
         tracing::warn!(
             account = %login.name,
             group = %login.group,
             "login refused: the account's group is not in the policy"
         );
         return Err(Denied::challenge("account's group not in the policy"));
-    }
+    };
     Ok(Identity {
         who: Some(login.name.clone()),
         group: login.group.clone(),
+        group_hint: Some(id),
     })
 }
 
