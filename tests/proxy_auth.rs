@@ -9,7 +9,6 @@ use http_body_util::Full;
 use hyper::Request;
 use hyper_util::rt::TokioIo;
 use policy::event::BlockKind;
-use tokio::net::TcpStream;
 
 use crate::harness::{self, Options, Reply, TestAccounts, TestProxy};
 
@@ -96,16 +95,6 @@ async fn get_as(p: &TestProxy, login: Option<(&str, &str)>, url: &str) -> Reply 
         req = req.header("proxy-authorization", basic(user, password));
     }
     harness::send(p.addr, req.body(Full::new(Bytes::new())).expect("request")).await
-}
-
-/// One client connection, for requests that must share it.
-async fn one_connection(p: &TestProxy) -> hyper::client::conn::http1::SendRequest<Full<Bytes>> {
-    let stream = TcpStream::connect(p.addr).await.expect("connect");
-    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .expect("handshake");
-    tokio::spawn(conn);
-    sender
 }
 
 async fn status_on(
@@ -318,7 +307,7 @@ async fn different_credentials_on_one_connection_are_rechecked() {
     tokio::time::timeout(BOUND, async {
         let p = start().await;
         let games = p.http_url("games.test", "/");
-        let mut c = one_connection(&p).await;
+        let (mut c, _) = harness::one_connection(p.addr).await;
         assert_eq!(
             status_on(&mut c, &games, Some(basic("j.smith", "correct horse"))).await,
             200

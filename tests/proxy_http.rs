@@ -58,14 +58,7 @@ async fn allowed_http_reaches_the_origin_rebuilt() {
 #[tokio::test]
 async fn each_request_on_a_kept_connection_carries_its_own_host() {
     let p = harness::start().await;
-    let stream = tokio::net::TcpStream::connect(p.addr)
-        .await
-        .expect("connect");
-    let (mut sender, connection) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .expect("handshake");
-    tokio::spawn(connection);
+    let (mut sender, _) = harness::one_connection(p.addr).await;
     let hosts = [
         "allowed.test",
         "allowed.test",
@@ -292,14 +285,7 @@ async fn safe_search_is_forced_for_the_band() {
 #[tokio::test]
 async fn keep_alive_reuses_one_upstream_connection() {
     let p = harness::start().await;
-    let stream = tokio::net::TcpStream::connect(p.addr)
-        .await
-        .expect("connect");
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .expect("handshake");
-    tokio::spawn(conn);
+    let (mut sender, _) = harness::one_connection(p.addr).await;
     for i in 0..20 {
         let req = Request::get(p.http_url("allowed.test", &format!("/n{i}")))
             .body(Full::new(Bytes::new()))

@@ -47,19 +47,14 @@ async fn an_idle_keep_alive_connection_is_closed() {
 #[tokio::test]
 async fn requests_closer_together_than_the_header_timeout_keep_the_connection() {
     let p = harness::start_with(Options::proxy("header_read_timeout = \"500ms\"")).await;
-    let stream = TcpStream::connect(p.addr).await.expect("connect");
-    let (mut sender, connection) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .expect("handshake");
-    let connection = tokio::spawn(connection);
+    let (mut sender, connection) = harness::one_connection(p.addr).await;
     let url = p.http_url("allowed.test", "/");
     // Four requests 300 ms apart: the later ones come after the first wait's
     // deadline had passed.
     for n in 0..4 {
         tokio::time::sleep(Duration::from_millis(300)).await;
         let request = hyper::Request::get(&url)
-            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .body(http_body_util::Full::new(bytes::Bytes::new()))
             .expect("request");
         let response = sender
             .send_request(request)

@@ -12,7 +12,6 @@ use tokio::net::TcpListener;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::Method;
-use hyper_util::rt::TokioIo;
 
 use crate::harness::{self, Options, TestProxy, TunnelClient, connect, https_get};
 
@@ -399,11 +398,7 @@ async fn a_post_that_went_out_on_a_kept_connection_is_never_sent_twice() {
 async fn plain_http_repeats_a_lost_get_but_never_a_post() {
     let (p, origin) = with_raw_origin(Duration::from_secs(30), false).await;
     let url = |path: &str| format!("http://allowed.test:{}{path}", origin.addr.port());
-    let stream = tokio::net::TcpStream::connect(p.addr).await.expect("proxy");
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .expect("handshake");
-    tokio::spawn(conn);
+    let (mut sender, _) = harness::one_connection(p.addr).await;
     let mut send = async |method: Method, path: &str, body: &'static str| {
         let request = hyper::Request::builder()
             .method(method)

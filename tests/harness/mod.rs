@@ -494,6 +494,21 @@ pub async fn send(proxy: SocketAddr, req: Request<Full<Bytes>>) -> Reply {
     collect(response).await
 }
 
+/// One client connection to the proxy, for requests that must share it, and
+/// the task driving it (it ends when the connection closes).
+pub async fn one_connection(
+    proxy: SocketAddr,
+) -> (
+    hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    JoinHandle<Result<(), hyper::Error>>,
+) {
+    let stream = TcpStream::connect(proxy).await.expect("connect to proxy");
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .expect("handshake");
+    (sender, tokio::spawn(conn))
+}
+
 /// `GET url` through the proxy.
 pub async fn get(proxy: SocketAddr, url: &str) -> Reply {
     send(
