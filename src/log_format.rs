@@ -107,9 +107,9 @@ fn needs_escape(text: &[u8]) -> bool {
 
 /// Appends `text` as a JSON string: copied whole when nothing in it needs
 /// escaping, else through `serde_json`.
+///
 /// Inlined where it is used (a line writes ~14 strings, most a few bytes
-/// long, so the call itself was a good part of the cost); the rare escaping
-/// path is not.
+/// long); the rare escaping path is kept out of line.
 #[inline]
 fn push_json_str(out: &mut String, text: &str) {
     if needs_escape(text.as_bytes()) {
