@@ -517,8 +517,8 @@ fn is_unreserved(byte: u8) -> bool {
 /// printable ASCII, and the printable bytes the WHATWG path and query
 /// percent-encode sets encode (`"`, `<`, `>`, `` ` ``, `{`, `}`). `#` never gets
 /// here (the fragment is cut or refused first).
-fn must_encode(byte: u8) -> bool {
-    !(0x21..=0x7e).contains(&byte) || matches!(byte, b'"' | b'<' | b'>' | b'`' | b'{' | b'}')
+const fn must_encode(byte: u8) -> bool {
+    !(byte >= 0x21 && byte <= 0x7e) || matches!(byte, b'"' | b'<' | b'>' | b'`' | b'{' | b'}')
 }
 
 /// The value of an ASCII hex digit.
@@ -589,8 +589,7 @@ static PATH_KEEPS: [bool; 256] = {
     let mut b = 0;
     while b < 256 {
         let byte = b as u8;
-        table[b] = (byte >= 0x21 && byte <= 0x7e)
-            && !matches!(byte, b'"' | b'<' | b'>' | b'`' | b'{' | b'}' | b'%' | b'\\');
+        table[b] = !must_encode(byte) && byte != b'%' && byte != b'\\';
         b += 1;
     }
     table
